@@ -1,0 +1,5 @@
+import sys
+
+from cfnet.cli import main
+
+sys.exit(main())
