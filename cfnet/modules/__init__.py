@@ -1,0 +1,86 @@
+"""Correlation modules (SCM, ICM) and their ablation peers, with config-facing factories.
+
+Table 5 (semantic branch): ``build_semantic_module(kind)`` with kind ``none | attention | scm``.
+Table 6 (instance branch): ``build_position_module(kind)`` with kind ``none | coords | sine | icm``.
+Every module the factories return has an ``out_channels`` attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from cfnet.modules.baselines import AddCoords, NonLocalBlock, SinePositionEmbedding
+from cfnet.modules.icm import InstanceCorrelationModule
+from cfnet.modules.scm import SemanticCorrelationModule
+from cfnet.modules.theta import ThetaPredictor
+
+__all__ = [
+    "SemanticCorrelationModule",
+    "InstanceCorrelationModule",
+    "NonLocalBlock",
+    "AddCoords",
+    "SinePositionEmbedding",
+    "ThetaPredictor",
+    "build_semantic_module",
+    "build_position_module",
+    "SEMANTIC_KINDS",
+    "POSITION_KINDS",
+]
+
+SEMANTIC_KINDS = ("none", "attention", "scm")
+POSITION_KINDS = ("none", "coords", "sine", "icm")
+
+
+def _identity(channels: int) -> nn.Module:
+    module = nn.Identity()
+    module.out_channels = channels
+    return module
+
+
+def build_semantic_module(
+    kind: str,
+    channels: int,
+    *,
+    num_levels: int = 5,
+    mode: str = "axial",
+    hidden_channels: int = 64,
+    max_global_positions: int = 16384,
+) -> nn.Module:
+    """The semantic-branch module of Table 5: ``none`` (identity), ``attention`` (non-local), ``scm``."""
+    if kind == "none":
+        return _identity(channels)
+    if kind == "attention":
+        return NonLocalBlock(channels, max_positions=max_global_positions)
+    if kind == "scm":
+        return SemanticCorrelationModule(
+            channels,
+            num_levels=num_levels,
+            mode=mode,
+            hidden_channels=hidden_channels,
+            max_global_positions=max_global_positions,
+        )
+    raise ValueError(f"unknown semantic module kind {kind!r}; valid kinds: {', '.join(SEMANTIC_KINDS)}")
+
+
+def build_position_module(
+    kind: str,
+    channels: int,
+    *,
+    num_levels: int = 5,
+    num_refs: int | Sequence[int] = 16,
+    hidden_channels: int = 64,
+) -> nn.Module:
+    """The instance-branch module of Table 6: ``none``, ``coords`` (CoordConv), ``sine`` (DETR), ``icm``."""
+    if kind == "none":
+        return _identity(channels)
+    if kind == "coords":
+        return AddCoords(channels)
+    if kind == "sine":
+        return SinePositionEmbedding(channels)
+    if kind == "icm":
+        return InstanceCorrelationModule(
+            channels, num_levels=num_levels, num_refs=num_refs, hidden_channels=hidden_channels
+        )
+    raise ValueError(f"unknown position module kind {kind!r}; valid kinds: {', '.join(POSITION_KINDS)}")

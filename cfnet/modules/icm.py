@@ -1,0 +1,127 @@
+"""Instance Correlation Module, ICM (paper §3.3, Fig. 5, Eqs. 10–11).
+
+Pixels of one instance have similar correlations with the rest of the image, so the
+correlations themselves are instance-discriminative features. For every pixel u the ICM
+evaluates cor_2d(u, p) (Eq. 6) against a fixed S_y × S_x grid of reference points p (Eq. 10)
+and adds a 1×1-conv projection of these S² numbers to a 1×1-conv projection of the features
+(Eq. 11, the S² → C conv of Fig. 5 matches the counts):
+
+    c_u[a·S_x + b] = G(θ_u^hor, px_b) · G(θ_u^ver, py_a)
+    f^I_u          = W_f f_u + conv1x1(c)_u
+
+Reference points sit at cell centres of the level's map, p_k = (k + 0.5)·L/S − 0.5 (DESIGN
+§3), so they cover the map symmetrically at every pyramid level; on a map smaller than S
+they fall slightly outside [0, L), where G is still defined. c is the outer product of two
+``(B, H, W, S)`` tensors — no loop over references.
+
+Initialisation (why): W_f starts as the identity (with zero bias), so at initialisation the
+module passes the features through plus a small correlation term (the θ predictor starts with
+small amplitudes), as a residual block would; the S²→C conv keeps PyTorch's default init.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cfnet.correlation import correlation_2d
+from cfnet.modules.theta import (
+    ThetaPredictor,
+    _check_positive_int,
+    check_point,
+    correlation_map_from_theta,
+)
+
+__all__ = ["InstanceCorrelationModule"]
+
+
+def _parse_num_refs(num_refs: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(num_refs, int) and not isinstance(num_refs, bool):
+        pair = (num_refs, num_refs)
+    else:
+        try:
+            pair = tuple(num_refs)
+        except TypeError:
+            raise ValueError(f"num_refs must be an int S or a pair (S_y, S_x), got {num_refs!r}") from None
+        if len(pair) != 2:
+            raise ValueError(f"num_refs must be an int S or a pair (S_y, S_x), got {num_refs!r}")
+    for v in pair:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"num_refs must hold positive ints, got {num_refs!r}")
+    return pair
+
+
+class InstanceCorrelationModule(nn.Module):
+    """ICM: ``forward(x) = W_f x + conv1x1(correlation_features(x))`` (Eqs. 10–11).
+
+    Args:
+        channels: C of the input ``(B, C, H, W)``; ``out_channels`` is the same.
+        num_levels: N, Fourier levels of Eq. 5.
+        num_refs: S (an S×S grid of reference points) or a pair ``(S_y, S_x)``.
+        hidden_channels: width of the θ predictor's 3×3 conv.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_levels: int = 5,
+        num_refs: int | Sequence[int] = 16,
+        hidden_channels: int = 64,
+    ) -> None:
+        super().__init__()
+        self.channels = _check_positive_int(channels, "channels")
+        self.out_channels = channels
+        self.num_levels = num_levels
+        self.num_refs = _parse_num_refs(num_refs)
+        s_y, s_x = self.num_refs
+        self.theta = ThetaPredictor(channels, num_levels, hidden_channels)
+        self.feature_proj = nn.Conv2d(channels, channels, kernel_size=1)  # W_f of Eq. 11
+        self.correlation_proj = nn.Conv2d(s_y * s_x, channels, kernel_size=1)  # S² -> C (Fig. 5)
+        with torch.no_grad():
+            self.feature_proj.weight.copy_(torch.eye(channels)[:, :, None, None])
+            self.feature_proj.bias.zero_()
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_levels={self.num_levels}, num_refs={self.num_refs}"
+
+    def params(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """θ^hor, θ^ver for every pixel: each ``(B, H, W, 2N+1)``."""
+        return self.theta(x)
+
+    def reference_points(
+        self,
+        height: int,
+        width: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Cell-centre reference coordinates ``(ys (S_y,), xs (S_x,))``: p_k = (k + 0.5)·L/S − 0.5."""
+        _check_positive_int(height, "height")
+        _check_positive_int(width, "width")
+        s_y, s_x = self.num_refs
+        dtype = dtype or torch.get_default_dtype()
+        ky = torch.arange(s_y, device=device, dtype=dtype)
+        kx = torch.arange(s_x, device=device, dtype=dtype)
+        return (ky + 0.5) * (height / s_y) - 0.5, (kx + 0.5) * (width / s_x) - 0.5
+
+    def correlation_features(self, x: Tensor) -> Tensor:
+        """c of Eq. 10 for every pixel: ``(B, S_y·S_x, H, W)``, channel ``a·S_x + b`` = cor_2d(u, (py_a, px_b))."""
+        theta_hor, theta_ver = self.params(x)
+        return self._features_from_theta(theta_hor, theta_ver)
+
+    def _features_from_theta(self, theta_hor: Tensor, theta_ver: Tensor) -> Tensor:
+        batch, height, width, _ = theta_hor.shape
+        ys, xs = self.reference_points(height, width, device=theta_hor.device, dtype=theta_hor.dtype)
+        cor = correlation_2d(theta_hor, theta_ver, xs, ys, width, height)  # (B, H, W, S_y, S_x)
+        return cor.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.feature_proj(x) + self.correlation_proj(self.correlation_features(x))
+
+    def correlation_map(self, x: Tensor, point: Sequence[int]) -> Tensor:
+        """cor_2d(u, v) (Eq. 6) between ``u = point = (row, col)`` and every v: ``(B, H, W)``."""
+        check_point(point, x.shape[-2], x.shape[-1])
+        theta_hor, theta_ver = self.params(x)
+        return correlation_map_from_theta(theta_hor, theta_ver, point)

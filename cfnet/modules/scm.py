@@ -1,0 +1,154 @@
+"""Semantic Correlation Module, SCM (paper §3.3, Fig. 4, Eqs. 8–9).
+
+The attention weight f_u^T M f_v of Eq. 7 is replaced by the learned correlation
+cor_2d(u, v) = G(θ_u^hor, v_x)·G(θ_u^ver, v_y) (Eq. 6), with θ predicted per pixel by a
+:class:`~cfnet.modules.theta.ThetaPredictor`. The output is ``x + f^S`` (the ⊕ of Fig. 4).
+
+Modes:
+
+- ``axial`` (default, Eq. 9, axes as DESIGN §2 fixes them). Along the row of u only v_x
+  varies and along its column only v_y varies, so
+
+      f^S_u = Σ_{v ∈ row(u)} softmax_v(G(θ_u^hor, v_x)) f_v + Σ_{v ∈ col(u)} softmax_v(G(θ_u^ver, v_y)) f_v.
+
+  (The paper's Eq. 9 pairs the column {p_x = u_x} with cor_hor and the row with cor_ver; on
+  a column cor_hor(u, v) = G(θ_u^hor, u_x)·… has a constant first factor, so as printed the
+  axial functions would not vary along the axis they weight.) Both sums include v = u. It is
+  two batched matmuls with row weights ``(B, H, W, W)`` and column weights ``(B, H, W, H)``:
+  memory O(B·C·HW + B·HW·(H+W)); no (HW)×(HW) tensor is ever built.
+- ``global`` (Eq. 8): softmax over all HW locations of cor_2d(u, v), then aggregation. This
+  is O((HW)²) in memory and time, an ablation for small maps; maps with more than
+  ``max_global_positions`` pixels are refused with a ValueError.
+
+No temperature or scaling is applied to the correlations before the softmax: the θ amplitudes
+are free to learn the sharpness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cfnet.correlation import correlation_1d, correlation_2d, pixel_coords
+from cfnet.modules.theta import (
+    ThetaPredictor,
+    _check_positive_int,
+    check_point,
+    correlation_map_from_theta,
+)
+
+__all__ = ["SemanticCorrelationModule", "SCM_MODES"]
+
+SCM_MODES = ("axial", "global")
+
+
+def check_global_size(height: int, width: int, limit: int, argument: str, what: str) -> None:
+    """Refuse an O((HW)²) aggregation on a map with more than ``limit`` positions."""
+    positions = height * width
+    if positions > limit:
+        raise ValueError(
+            f"{what} on a {height}x{width} map needs ({positions})^2 = {positions**2:,} pairwise weights, "
+            f"which is above the limit of {limit} positions ({argument}={limit}); use a smaller map, "
+            f"raise {argument}, or use axial mode"
+        )
+
+
+class SemanticCorrelationModule(nn.Module):
+    """SCM: ``forward(x) = x + f^S`` with f^S from Eq. 9 (``mode="axial"``) or Eq. 8 (``"global"``).
+
+    Args:
+        channels: C of the input ``(B, C, H, W)``; ``out_channels`` is the same.
+        num_levels: N, Fourier levels of Eq. 5 (θ has 2N+1 numbers per axis).
+        mode: ``"axial"`` or ``"global"``.
+        hidden_channels: width of the θ predictor's 3×3 conv (see :mod:`cfnet.modules.theta`).
+        max_global_positions: largest H·W accepted in global mode.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_levels: int = 5,
+        mode: str = "axial",
+        hidden_channels: int = 64,
+        max_global_positions: int = 16384,
+    ) -> None:
+        super().__init__()
+        if mode not in SCM_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SCM_MODES)}; got {mode!r}")
+        self.channels = _check_positive_int(channels, "channels")
+        self.out_channels = channels
+        self.num_levels = num_levels
+        self.mode = mode
+        self.max_global_positions = _check_positive_int(max_global_positions, "max_global_positions")
+        self.theta = ThetaPredictor(channels, num_levels, hidden_channels)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_levels={self.num_levels}, mode={self.mode!r}"
+
+    def params(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """θ^hor, θ^ver for every pixel: each ``(B, H, W, 2N+1)``."""
+        return self.theta(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "global" and x.dim() == 4:
+            # Refuse before spending anything on the θ predictor.
+            check_global_size(
+                x.shape[-2], x.shape[-1], self.max_global_positions, "max_global_positions",
+                "global SCM aggregation",
+            )
+        theta_hor, theta_ver = self.params(x)
+        if self.mode == "axial":
+            return x + _axial_aggregate(x, theta_hor, theta_ver)
+        return x + _global_aggregate(x, theta_hor, theta_ver, self.max_global_positions)
+
+    def axial_weights(self, x: Tensor, point: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Softmax weights of Eq. 9 for the pixel ``point = (row, col)``.
+
+        Returns ``(row_weights (B, W), col_weights (B, H))``: the weight of each pixel of u's
+        row (from G(θ_u^hor, v_x)) and of u's column (from G(θ_u^ver, v_y)).
+        """
+        _, _, height, width = x.shape
+        row, col = check_point(point, height, width)
+        theta_hor, theta_ver = self.params(x)
+        xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
+        ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
+        row_w = torch.softmax(correlation_1d(theta_hor[:, row, col], xs, width), dim=-1)
+        col_w = torch.softmax(correlation_1d(theta_ver[:, row, col], ys, height), dim=-1)
+        return row_w, col_w
+
+    def correlation_map(self, x: Tensor, point: Sequence[int]) -> Tensor:
+        """cor_2d(u, v) (Eq. 6) between ``u = point = (row, col)`` and every v: ``(B, H, W)``."""
+        check_point(point, x.shape[-2], x.shape[-1])
+        theta_hor, theta_ver = self.params(x)
+        return correlation_map_from_theta(theta_hor, theta_ver, point)
+
+
+def _axial_aggregate(x: Tensor, theta_hor: Tensor, theta_ver: Tensor) -> Tensor:
+    """f^S of Eq. 9 (DESIGN's axes) as two batched matmuls."""
+    _, _, height, width = x.shape
+    xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
+    ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
+    # Row term: weights[b, h, u_x, v_x] = softmax_{v_x} G(θ^hor_{(h, u_x)}, v_x).
+    row_w = torch.softmax(correlation_1d(theta_hor, xs, width), dim=-1)  # (B, H, W, W)
+    # Column term: weights[b, u_y, w, v_y] = softmax_{v_y} G(θ^ver_{(u_y, w)}, v_y).
+    col_w = torch.softmax(correlation_1d(theta_ver, ys, height), dim=-1)  # (B, H, W, H)
+    # (B, H, W, W) @ (B, H, W, C): batched over (B, H), contracts the row positions v_x.
+    row_f = torch.matmul(row_w, x.permute(0, 2, 3, 1))  # (B, H, W, C)
+    # (B, W, H, H) @ (B, W, H, C): batched over (B, W), contracts the column positions v_y.
+    col_f = torch.matmul(col_w.transpose(1, 2), x.permute(0, 3, 2, 1))  # (B, W, H, C)
+    return row_f.permute(0, 3, 1, 2) + col_f.permute(0, 3, 2, 1)
+
+
+def _global_aggregate(x: Tensor, theta_hor: Tensor, theta_ver: Tensor, limit: int) -> Tensor:
+    """f^S of Eq. 8: softmax over all HW positions of cor_2d(u, v), O((HW)²)."""
+    batch, channels, height, width = x.shape
+    check_global_size(height, width, limit, "max_global_positions", "global SCM aggregation")
+    xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
+    ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
+    cor = correlation_2d(theta_hor, theta_ver, xs, ys, width, height)  # (B, H, W, H, W)
+    weights = torch.softmax(cor.reshape(batch, height * width, height * width), dim=-1)
+    feats = x.reshape(batch, channels, height * width).transpose(1, 2)  # (B, HW, C)
+    out = torch.bmm(weights, feats)  # (B, HW, C)
+    return out.transpose(1, 2).reshape(batch, channels, height, width)
