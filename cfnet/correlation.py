@@ -90,9 +90,7 @@ def _check_length(length: float, name: str = "length") -> float:
     return float(length)
 
 
-def _as_coords(
-    coords: Tensor | Sequence[float], like: Tensor | None, name: str = "coords"
-) -> Tensor:
+def _as_coords(coords: Tensor | Sequence[float], like: Tensor | None, name: str = "coords") -> Tensor:
     if not isinstance(coords, Tensor):
         try:
             coords = torch.as_tensor(coords, dtype=like.dtype if like is not None else None)

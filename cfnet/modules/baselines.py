@@ -83,9 +83,7 @@ class AddCoords(nn.Module):
         batch, _, height, width = x.shape
         xs = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
         ys = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
-        coord = torch.stack(
-            [xs[None, :].expand(height, width), ys[:, None].expand(height, width)], dim=0
-        )
+        coord = torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)], dim=0)
         return torch.cat([x, coord[None].expand(batch, -1, -1, -1)], dim=1)
 
 
@@ -114,7 +112,7 @@ def sine_position_embedding(
     dim_t = temperature ** (2 * torch.div(i, 2, rounding_mode="floor") / num_feats)
     # Interleaved sin (even i) / cos (odd i); same as DETR's stack+flatten, and also defined
     # when C/2 is odd.
-    even = (torch.arange(num_feats, device=device) % 2 == 0)
+    even = torch.arange(num_feats, device=device) % 2 == 0
 
     def encode(pos: Tensor) -> Tensor:  # (L,) -> (num_feats, L)
         arg = pos[None, :] / dim_t[:, None]
@@ -146,7 +144,12 @@ class SinePositionEmbedding(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
         pos = sine_position_embedding(
-            self.channels, x.shape[-2], x.shape[-1], self.temperature, self.normalize,
-            device=x.device, dtype=x.dtype,
+            self.channels,
+            x.shape[-2],
+            x.shape[-1],
+            self.temperature,
+            self.normalize,
+            device=x.device,
+            dtype=x.dtype,
         )
         return x + pos[None]

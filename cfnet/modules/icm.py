@@ -107,7 +107,10 @@ class InstanceCorrelationModule(nn.Module):
         return (ky + 0.5) * (height / s_y) - 0.5, (kx + 0.5) * (width / s_x) - 0.5
 
     def correlation_features(self, x: Tensor) -> Tensor:
-        """c of Eq. 10 for every pixel: ``(B, S_y·S_x, H, W)``, channel ``a·S_x + b`` = cor_2d(u, (py_a, px_b))."""
+        """c of Eq. 10 for every pixel: ``(B, S_y·S_x, H, W)``.
+
+        Channel ``a·S_x + b`` holds cor_2d(u, (py_a, px_b)) = G(θ_u^hor, px_b)·G(θ_u^ver, py_a).
+        """
         theta_hor, theta_ver = self.params(x)
         return self._features_from_theta(theta_hor, theta_ver)
 

@@ -95,7 +95,10 @@ class SemanticCorrelationModule(nn.Module):
         if self.mode == "global" and x.dim() == 4:
             # Refuse before spending anything on the θ predictor.
             check_global_size(
-                x.shape[-2], x.shape[-1], self.max_global_positions, "max_global_positions",
+                x.shape[-2],
+                x.shape[-1],
+                self.max_global_positions,
+                "max_global_positions",
                 "global SCM aggregation",
             )
         theta_hor, theta_ver = self.params(x)

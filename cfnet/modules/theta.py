@@ -93,7 +93,8 @@ def check_point(point: Sequence[int], height: int, width: int) -> tuple[int, int
             raise ValueError(f"point {name} must be an int, got {v!r}")
         if not 0 <= v < size:
             raise ValueError(
-                f"point {(row, col)} lies outside the {height}x{width} feature map ({name} {v} not in [0, {size}))"
+                f"point {(row, col)} lies outside the {height}x{width} feature map "
+                f"({name} {v} not in [0, {size}))"
             )
     return row, col
 
