@@ -1,0 +1,706 @@
+"""Drawing: panoptic overlays, semantic colour maps, and the plotly figures of the correlations.
+
+Used by the demo (``app/``), ``cfnet predict`` and the notebooks; depends on numpy, Pillow and
+plotly only (no torch, no gradio).
+
+Colours. Every segment gets one colour. *Stuff* is drawn in its category colour, semi-transparent
+with thin dark outlines; *things* in a shade of their category colour that differs per instance
+(the k-th instance of a category gets the k-th shade of a fixed, deterministic sequence: the
+first is the category colour itself, the next ones lighter, darker or slightly hue-shifted
+versions, each as far as possible from those before it), more opaque and with white outlines, so
+touching instances of one category never share a colour and things stand out from stuff.
+
+Figures. All plotly builders place data in *image pixels* of the image the user sees (x to the
+right, y downwards, the origin at the top-left corner of the top-left pixel; pixel ``(row, col)``
+covers ``[col, col+1) × [row, row+1)`` and has its centre at ``(col + 0.5, row + 0.5)``). A map
+computed on a feature level is drawn as cells of ``cell_size`` image pixels; the cell holding the
+clicked point is marked. The 1-D Fourier curves G(θ, j) of Eq. 5 are drawn over the feature
+map's own pixel coordinate ``j ∈ [0, L)``, the domain the function is defined on.
+"""
+
+from __future__ import annotations
+
+import base64
+import colorsys
+import functools
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "segment_colors",
+    "panoptic_overlay",
+    "semantic_color_map",
+    "highlight_segment",
+    "boundaries",
+    "note_figure",
+    "correlation_heatmap_figure",
+    "axial_weights_figure",
+    "fourier_curves_figure",
+    "reference_grid_figure",
+]
+
+# Background images inside figures are downscaled to this longer side (the maps are coarser anyway)
+# so a figure's JSON stays small.
+FIGURE_BACKGROUND_SIDE = 384
+_THING_ALPHA_BOOST = 0.15
+
+
+# ----------------------------------------------------------------------------------------------
+# colours and overlays
+
+
+def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name} must be an H×W×3 RGB array, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8, got {image.dtype}")
+    return image
+
+
+def _check_seg(panoptic_seg: Any, shape: tuple[int, int] | None = None) -> np.ndarray:
+    if hasattr(panoptic_seg, "detach"):  # a torch tensor, without importing torch
+        panoptic_seg = panoptic_seg.detach().cpu().numpy()
+    seg = np.asarray(panoptic_seg)
+    if seg.ndim != 2:
+        raise ValueError(f"panoptic_seg must be an H×W id map, got shape {seg.shape}")
+    if shape is not None and seg.shape != tuple(shape):
+        raise ValueError(f"panoptic_seg has shape {seg.shape} but the image is {tuple(shape)}")
+    return seg.astype(np.int64, copy=False)
+
+
+@functools.lru_cache(maxsize=512)
+def _shades(color: tuple[int, int, int]) -> tuple[tuple[int, int, int], ...]:
+    """Distinct shades of ``color``, in the order instances use them (the first is ``color``).
+
+    Candidates vary lightness (0.2..0.85), hue (±0.05) and saturation (×0.6..1) of the colour in
+    HLS; each next shade is the candidate farthest (in RGB) from the shades already chosen
+    (farthest-point sampling), so any two of the first few are far apart and the sequence is
+    deterministic.
+    """
+    r, g, b = (v / 255.0 for v in color)
+    hue, _, sat = colorsys.rgb_to_hls(r, g, b)
+    cands = []
+    for lightness in np.linspace(0.2, 0.85, 11):
+        for dh in (-0.05, -0.025, 0.0, 0.025, 0.05):
+            for s in (0.6, 0.8, 1.0):
+                rgb = colorsys.hls_to_rgb((hue + dh) % 1.0, float(lightness), sat * s)
+                cands.append([round(v * 255) for v in rgb])
+    cand = np.asarray(cands, dtype=np.float64)
+    chosen = [np.asarray(color, dtype=np.float64)]
+    dist = np.linalg.norm(cand - chosen[0], axis=1)
+    order = [tuple(int(v) for v in color)]
+    for _ in range(len(cand) - 1):
+        i = int(dist.argmax())
+        if dist[i] <= 0:
+            break
+        order.append(tuple(int(v) for v in cand[i]))
+        dist = np.minimum(dist, np.linalg.norm(cand - cand[i], axis=1))
+    return tuple(order)  # type: ignore[return-value]
+
+
+def _shade(color: Sequence[int], k: int) -> tuple[int, int, int]:
+    """The k-th instance shade of ``color`` (k = 0: the colour itself); cycles when exhausted."""
+    shades = _shades(tuple(int(v) for v in color))
+    return shades[k % len(shades)]
+
+
+def segment_colors(segments_info: Sequence[dict], categories: Any) -> dict[int, tuple[int, int, int]]:
+    """``{segment id: RGB}``: stuff in its category colour, things in per-instance shades."""
+    colors: dict[int, tuple[int, int, int]] = {}
+    seen: dict[int, int] = {}
+    for seg in segments_info:
+        cat = categories.contiguous(seg["category_id"])
+        base = categories.color(cat)
+        if _is_thing(seg, categories):
+            k = seen.get(cat, 0)
+            seen[cat] = k + 1
+            colors[int(seg["id"])] = _shade(base, k)
+        else:
+            colors[int(seg["id"])] = tuple(int(v) for v in base)  # type: ignore[assignment]
+    return colors
+
+
+def _is_thing(seg: dict, categories: Any) -> bool:
+    if "isthing" in seg:
+        return bool(seg["isthing"])
+    return bool(categories.is_thing(categories.contiguous(seg["category_id"])))
+
+
+def boundaries(seg: np.ndarray, thickness: int = 1) -> np.ndarray:
+    """Boolean H×W mask of pixels whose 4-neighbour carries another id, grown to ``thickness``."""
+    seg = np.asarray(seg)
+    edge = np.zeros(seg.shape, dtype=bool)
+    diff_v = seg[1:, :] != seg[:-1, :]
+    diff_h = seg[:, 1:] != seg[:, :-1]
+    edge[1:, :] |= diff_v
+    edge[:-1, :] |= diff_v
+    edge[:, 1:] |= diff_h
+    edge[:, :-1] |= diff_h
+    for _ in range(max(0, int(thickness) - 1)):
+        grown = edge.copy()
+        grown[1:, :] |= edge[:-1, :]
+        grown[:-1, :] |= edge[1:, :]
+        grown[:, 1:] |= edge[:, :-1]
+        grown[:, :-1] |= edge[:, 1:]
+        edge = grown
+    return edge
+
+
+def _outline_thickness(shape: tuple[int, ...]) -> int:
+    return max(1, int(round(max(shape[:2]) / 400)))
+
+
+def panoptic_overlay(
+    image: np.ndarray,
+    panoptic_seg: Any,
+    segments_info: Sequence[dict],
+    categories: Any,
+    alpha: float = 0.5,
+    outlines: bool = True,
+) -> np.ndarray:
+    """The image with every segment painted in its colour (see the module docstring): uint8 H×W×3.
+
+    ``panoptic_seg`` is an H×W id map (0 = void, left unpainted) matching ``image``;
+    ``segments_info`` the model's records (``id``, ``category_id``, ``isthing``). Things are painted
+    slightly more opaque than stuff and outlined in white, stuff in dark grey.
+    """
+    image = _check_image(image)
+    seg = _check_seg(panoptic_seg, image.shape[:2])
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    colors = segment_colors(segments_info, categories)
+    out = image.astype(np.float64)
+    color_img = np.zeros_like(out)
+    alpha_img = np.zeros(seg.shape, dtype=np.float64)
+    thing_ids = []
+    for s in segments_info:
+        sid = int(s["id"])
+        mask = seg == sid
+        if not mask.any():
+            continue
+        color_img[mask] = colors[sid]
+        thing = _is_thing(s, categories)
+        alpha_img[mask] = min(1.0, alpha + _THING_ALPHA_BOOST) if thing else alpha
+        if thing:
+            thing_ids.append(sid)
+    a = alpha_img[..., None]
+    out = out * (1 - a) + color_img * a
+    if outlines:
+        t = _outline_thickness(seg.shape)
+        edge = boundaries(seg, t)
+        out[edge] = (40, 40, 40)
+        if thing_ids:
+            thing_edge = edge & np.isin(seg, thing_ids)
+            out[thing_edge] = (255, 255, 255)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def semantic_color_map(
+    sem_seg: Any,
+    categories: Any,
+    image: np.ndarray | None = None,
+    alpha: float = 0.6,
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """Colour map of a semantic prediction: uint8 H×W×3, each pixel in its category colour.
+
+    ``sem_seg`` is either C×H×W scores/probabilities over the contiguous ids (argmax taken) or an
+    H×W map of contiguous ids (``ignore_index`` drawn black). With ``image``, the colours are
+    blended over it with ``alpha`` and class boundaries outlined.
+    """
+    if hasattr(sem_seg, "detach"):
+        sem_seg = sem_seg.detach().float().cpu().numpy()
+    sem = np.asarray(sem_seg)
+    if sem.ndim == 3:
+        if sem.shape[0] != len(categories):
+            raise ValueError(
+                f"sem_seg has {sem.shape[0]} channels but the category set has {len(categories)} classes"
+            )
+        labels = sem.argmax(axis=0)
+    elif sem.ndim == 2:
+        labels = sem.astype(np.int64)
+    else:
+        raise ValueError(f"sem_seg must be C×H×W scores or an H×W label map, got shape {sem.shape}")
+    palette = np.zeros((256, 3), dtype=np.float64)
+    for i in range(min(len(categories), 255)):
+        palette[i] = categories.color(i)
+    labels = np.where((labels < 0) | (labels >= len(categories)), ignore_index, labels)
+    colored = palette[np.clip(labels, 0, 255)]
+    if image is None:
+        return colored.astype(np.uint8)
+    image = _check_image(image)
+    if image.shape[:2] != labels.shape:
+        raise ValueError(f"sem_seg is {labels.shape} but the image is {image.shape[:2]}")
+    out = image.astype(np.float64) * (1 - alpha) + colored * alpha
+    out[boundaries(labels, _outline_thickness(labels.shape))] = (40, 40, 40)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def highlight_segment(
+    image: np.ndarray,
+    panoptic_seg: Any,
+    segment_id: int | None,
+    point: tuple[int, int] | None = None,
+    dim: float = 0.55,
+) -> np.ndarray:
+    """Emphasise one segment of a (usually already overlaid) image: uint8 H×W×3.
+
+    Pixels outside segment ``segment_id`` are darkened by ``dim``, the segment is outlined in
+    yellow, and ``point = (row, col)`` (the clicked pixel) is marked with a cross. With
+    ``segment_id`` ``None`` or 0 (void), only the cross is drawn.
+    """
+    image = _check_image(image)
+    seg = _check_seg(panoptic_seg, image.shape[:2])
+    out = image.astype(np.float64)
+    if segment_id:
+        mask = seg == int(segment_id)
+        out[~mask] *= 1.0 - dim
+        t = _outline_thickness(seg.shape) + 1
+        edge = boundaries(mask.astype(np.int8), t) & mask
+        out[edge] = (255, 230, 0)
+    if point is not None:
+        _draw_cross(out, point, max(4, int(round(max(seg.shape) / 60))))
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _draw_cross(img: np.ndarray, point: tuple[int, int], radius: int) -> None:
+    h, w = img.shape[:2]
+    r, c = int(point[0]), int(point[1])
+    t = max(1, radius // 4)
+    for color, grow in (((0, 0, 0), 1), ((255, 255, 255), 0)):
+        r0, r1 = max(0, r - radius - grow), min(h, r + radius + grow + 1)
+        c0, c1 = max(0, c - radius - grow), min(w, c + radius + grow + 1)
+        img[r0:r1, max(0, c - t // 2 - grow) : min(w, c + t - t // 2 + grow)] = color
+        img[max(0, r - t // 2 - grow) : min(h, r + t - t // 2 + grow), c0:c1] = color
+
+
+# ----------------------------------------------------------------------------------------------
+# plotly figures
+
+
+def _png_data_uri(image: np.ndarray, max_side: int = FIGURE_BACKGROUND_SIDE) -> tuple[str, tuple[int, int]]:
+    """A PNG data URI of ``image`` downscaled to ``max_side``, and the size it was encoded at."""
+    pil = Image.fromarray(_check_image(image))
+    scale = min(1.0, max_side / max(pil.size))
+    if scale < 1.0:
+        pil = pil.resize(
+            (max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.BILINEAR
+        )
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), (
+        pil.height,
+        pil.width,
+    )
+
+
+def _image_trace(image: np.ndarray, height: float, width: float) -> go.Image:
+    """The image as a background trace spanning [0, width] × [0, height] image pixels."""
+    uri, (h, w) = _png_data_uri(image)
+    dx, dy = width / w, height / h
+    return go.Image(source=uri, x0=dx / 2, y0=dy / 2, dx=dx, dy=dy, hoverinfo="skip", name="image")
+
+
+def note_figure(text: str, title: str = "") -> go.Figure:
+    """An empty figure that only says ``text`` (e.g. "this model has no SCM")."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=text,
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font={"size": 15},
+        align="center",
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(title=title, height=260, margin={"l": 20, "r": 20, "t": 50, "b": 20})
+    return fig
+
+
+def _as_2d(values: Any, name: str) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().double().cpu().numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
+    return arr
+
+
+def _as_1d(values: Any, name: str) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().double().cpu().numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
+    return arr
+
+
+def correlation_heatmap_figure(
+    map: Any,  # noqa: A002 - the name the callers use
+    image: np.ndarray | None = None,
+    point: tuple[float, float] | None = None,
+    title: str = "cor_2d(u, ·)",
+    *,
+    cell_size: tuple[float, float] | None = None,
+    extent: tuple[float, float] | None = None,
+    references: tuple[Sequence[float], Sequence[float]] | None = None,
+    value_name: str = "cor_2d",
+    opacity: float = 0.6,
+    colorscale: str = "RdBu_r",
+    symmetric: bool = True,
+) -> go.Figure:
+    """Interactive heatmap of a feature-level map over the image.
+
+    Args:
+        map: h×w values; cell ``(i, j)`` covers image pixels ``[i·dy, (i+1)·dy) × [j·dx, (j+1)·dx)``.
+        image: uint8 H×W×3 drawn underneath (downscaled for the figure); sets the axes' extent.
+        point: ``(row, col)`` of the clicked image pixel, marked with a cross (its centre is drawn
+            at ``(col + 0.5, row + 0.5)``).
+        cell_size: ``(dy, dx)`` in image pixels; default stretches the map over ``extent``.
+        extent: ``(height, width)`` of the image in pixels; default from ``image``, else the map.
+        references: ``(ys, xs)`` image-pixel positions of reference points to mark (ICM).
+        symmetric: colour range centred on 0 (correlations are signed).
+
+    Hovering shows the value, the feature cell and its centre in image pixels.
+    """
+    values = _as_2d(map, "map")
+    h, w = values.shape
+    if extent is None:
+        extent = (float(image.shape[0]), float(image.shape[1])) if image is not None else (float(h), float(w))
+    height, width = float(extent[0]), float(extent[1])
+    dy, dx = cell_size if cell_size is not None else (height / h, width / w)
+    rows, cols = np.mgrid[0:h, 0:w]
+    custom = np.stack([rows, cols], axis=-1)
+    zmax = float(np.abs(values).max()) if values.size else 1.0
+    heat_kwargs: dict[str, Any] = {}
+    if symmetric:
+        heat_kwargs.update(zmin=-zmax, zmax=zmax, zmid=0.0)
+    fig = go.Figure()
+    if image is not None:
+        fig.add_trace(_image_trace(image, height, width))
+    fig.add_trace(
+        go.Heatmap(
+            z=values,
+            x0=dx / 2,
+            dx=dx,
+            y0=dy / 2,
+            dy=dy,
+            customdata=custom,
+            colorscale=colorscale,
+            opacity=opacity if image is not None else 1.0,
+            colorbar={"title": {"text": value_name}},
+            hovertemplate=(
+                f"{value_name} = %{{z:.4g}}<br>feature cell (row %{{customdata[0]}}, col %{{customdata[1]}})"
+                "<br>cell centre x = %{x:.1f} px, y = %{y:.1f} px<extra></extra>"
+            ),
+            name=value_name,
+            **heat_kwargs,
+        )
+    )
+    if references is not None:
+        ys, xs = (np.asarray(v, dtype=np.float64) for v in references)
+        gy, gx = np.meshgrid(ys, xs, indexing="ij")
+        fig.add_trace(
+            go.Scatter(
+                x=gx.ravel(),
+                y=gy.ravel(),
+                mode="markers",
+                marker={"size": 3, "color": "rgba(0,0,0,0.55)"},
+                name="reference points",
+                hovertemplate="reference point x = %{x:.1f} px, y = %{y:.1f} px<extra></extra>",
+            )
+        )
+    if point is not None:
+        _add_point_marker(fig, point)
+    fig.update_xaxes(title_text="x (image pixels)", range=[0, width], constrain="domain")
+    fig.update_yaxes(
+        title_text="y (image pixels)", range=[height, 0], scaleanchor="x", scaleratio=1, constrain="domain"
+    )
+    fig.update_layout(
+        title=title,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        showlegend=False,
+        height=420,
+        plot_bgcolor="white",
+    )
+    return fig
+
+
+def _add_point_marker(fig: go.Figure, point: tuple[float, float], **trace_kwargs: Any) -> None:
+    row, col = float(point[0]), float(point[1])
+    fig.add_trace(
+        go.Scatter(
+            x=[col + 0.5],
+            y=[row + 0.5],
+            mode="markers",
+            marker={"symbol": "x-thin", "size": 16, "line": {"width": 3, "color": "black"}},
+            name="clicked point",
+            hovertemplate=f"clicked pixel (row {int(row)}, col {int(col)})<extra></extra>",
+            **trace_kwargs,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[col + 0.5],
+            y=[row + 0.5],
+            mode="markers",
+            marker={"symbol": "x-thin", "size": 12, "line": {"width": 2, "color": "yellow"}},
+            hoverinfo="skip",
+            showlegend=False,
+            **trace_kwargs,
+        )
+    )
+
+
+def axial_weights_figure(
+    row_w: Any,
+    col_w: Any,
+    *,
+    row_positions: Sequence[float] | None = None,
+    col_positions: Sequence[float] | None = None,
+    point: tuple[float, float] | None = None,
+    title: str = "SCM axial softmax weights (Eq. 9)",
+) -> go.Figure:
+    """The two softmax weight vectors of Eq. 9 for one pixel u, as bar charts.
+
+    Left: the weights of the pixels of u's row, softmax_v G(θ_u^hor, v_x), against x. Right: the
+    weights of u's column, softmax_v G(θ_u^ver, v_y), against y. Positions are the cells' centres
+    in image pixels when given (``row_positions`` for the row's cells, ``col_positions`` for the
+    column's), otherwise feature-map pixels; ``point = (row, col)`` in the same units draws the
+    pixel's own position as a dashed line. The uniform weight 1/L is drawn for reference.
+    """
+    rw, cw = _as_1d(row_w, "row_w"), _as_1d(col_w, "col_w")
+    in_pixels = row_positions is not None
+    xs = np.asarray(row_positions, dtype=np.float64) if row_positions is not None else np.arange(rw.size)
+    ys = np.asarray(col_positions, dtype=np.float64) if col_positions is not None else np.arange(cw.size)
+    unit = "image pixels" if in_pixels else "feature-map pixels"
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "row of u: softmax G(θ<sup>hor</sup>, v<sub>x</sub>)",
+            "column of u: softmax G(θ<sup>ver</sup>, v<sub>y</sub>)",
+        ),
+    )
+    fig.add_trace(
+        go.Bar(
+            x=xs,
+            y=rw,
+            name="row weights",
+            marker_color="#1f77b4",
+            hovertemplate="x = %{x:.1f} px<br>weight = %{y:.4g}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=ys,
+            y=cw,
+            name="column weights",
+            marker_color="#d62728",
+            hovertemplate="y = %{x:.1f} px<br>weight = %{y:.4g}<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
+    for col, n in ((1, rw.size), (2, cw.size)):
+        fig.add_hline(y=1.0 / max(n, 1), line_dash="dot", line_color="gray", row=1, col=col)
+    if point is not None:
+        fig.add_vline(x=float(point[1]), line_dash="dash", line_color="black", row=1, col=1)
+        fig.add_vline(x=float(point[0]), line_dash="dash", line_color="black", row=1, col=2)
+    fig.update_xaxes(title_text=f"x ({unit})", row=1, col=1)
+    fig.update_xaxes(title_text=f"y ({unit})", row=1, col=2)
+    fig.update_yaxes(title_text="softmax weight", row=1, col=1)
+    fig.update_layout(title=title, showlegend=False, height=340, margin={"l": 60, "r": 20, "t": 80, "b": 50})
+    return fig
+
+
+def _split_theta(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    if theta.size % 2 != 1:
+        raise ValueError(f"theta must have 2N+1 values [A0, A1..AN, ψ1..ψN], got {theta.size}")
+    n = (theta.size - 1) // 2
+    return float(theta[0]), theta[1 : n + 1], theta[n + 1 :]
+
+
+def _g(theta: np.ndarray, coords: np.ndarray, length: float) -> np.ndarray:
+    """G(θ, j) of Eq. 5 in its literal amplitude/phase form, ω' = π/length (numpy, for drawing)."""
+    a0, amp, psi = _split_theta(theta)
+    n = np.arange(1, amp.size + 1, dtype=np.float64)
+    angle = n[:, None] * (np.pi / length) * coords[None, :] + psi[:, None]
+    return a0 + (amp[:, None] * np.sin(angle)).sum(axis=0)
+
+
+def fourier_curves_figure(
+    theta_hor: Any,
+    theta_ver: Any,
+    width: int,
+    height: int,
+    *,
+    point: tuple[float, float] | None = None,
+    stride: tuple[float, float] | None = None,
+    title: str = "Fourier correlation functions of u (Eq. 5)",
+    samples: int = 256,
+) -> go.Figure:
+    """G(θ_u^hor, x) and G(θ_u^ver, y) over the feature map, and θ as bars.
+
+    Top row: the two 1-D functions of Eq. 5 (ω' = π/width and π/height), drawn continuously over
+    ``[0, L)`` with the values at integer feature-map pixels as dots, and u's own position
+    ``point = (row, col)`` (feature-map pixels) as a dashed line. Bottom row: amplitudes
+    A0..AN and phases ψ1..ψN (radians) of both functions. ``stride = (sy, sx)``, image pixels
+    per feature-map pixel, is printed in the axis titles.
+    """
+    th = _as_1d(theta_hor, "theta_hor")
+    tv = _as_1d(theta_ver, "theta_ver")
+    if th.size != tv.size:
+        raise ValueError(f"theta_hor and theta_ver differ in size: {th.size} vs {tv.size}")
+    a0h, amph, psih = _split_theta(th)
+    a0v, ampv, psiv = _split_theta(tv)
+    n = amph.size
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        vertical_spacing=0.2,
+        subplot_titles=(
+            "G(θ<sup>hor</sup><sub>u</sub>, x) along the row",
+            "G(θ<sup>ver</sup><sub>u</sub>, y) along the column",
+            "amplitudes A<sub>0</sub>..A<sub>N</sub>",
+            "phases ψ<sub>1</sub>..ψ<sub>N</sub> (rad)",
+        ),
+    )
+    for col, theta, length, color, name in (
+        (1, th, width, "#1f77b4", "hor"),
+        (2, tv, height, "#d62728", "ver"),
+    ):
+        fine = np.linspace(0.0, float(length), samples, endpoint=False)
+        grid = np.arange(int(length), dtype=np.float64)
+        fig.add_trace(
+            go.Scatter(
+                x=fine,
+                y=_g(theta, fine, float(length)),
+                mode="lines",
+                line={"color": color},
+                name=f"G(θ^{name}, ·)",
+                hovertemplate="j = %{x:.2f}<br>G = %{y:.4g}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=grid,
+                y=_g(theta, grid, float(length)),
+                mode="markers",
+                marker={"color": color, "size": 5},
+                name=f"G(θ^{name}, pixel)",
+                hovertemplate="pixel %{x:.0f}<br>G = %{y:.4g}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    if point is not None:
+        fig.add_vline(x=float(point[1]), line_dash="dash", line_color="black", row=1, col=1)
+        fig.add_vline(x=float(point[0]), line_dash="dash", line_color="black", row=1, col=2)
+    levels_a = [f"A{i}" for i in range(n + 1)]
+    levels_p = [f"ψ{i}" for i in range(1, n + 1)]
+    fig.add_trace(go.Bar(x=levels_a, y=[a0h, *amph], name="hor", marker_color="#1f77b4"), row=2, col=1)
+    fig.add_trace(go.Bar(x=levels_a, y=[a0v, *ampv], name="ver", marker_color="#d62728"), row=2, col=1)
+    fig.add_trace(
+        go.Bar(x=levels_p, y=psih, name="hor", marker_color="#1f77b4", showlegend=False), row=2, col=2
+    )
+    fig.add_trace(
+        go.Bar(x=levels_p, y=psiv, name="ver", marker_color="#d62728", showlegend=False), row=2, col=2
+    )
+    sx = f", 1 = {stride[1]:.3g} image px" if stride is not None else ""
+    sy = f", 1 = {stride[0]:.3g} image px" if stride is not None else ""
+    fig.update_xaxes(title_text=f"x (feature-map pixels{sx})", row=1, col=1)
+    fig.update_xaxes(title_text=f"y (feature-map pixels{sy})", row=1, col=2)
+    fig.update_yaxes(title_text="G", row=1, col=1)
+    fig.update_yaxes(title_text="amplitude", row=2, col=1)
+    fig.update_yaxes(title_text="radians", row=2, col=2)
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        height=520,
+        margin={"l": 60, "r": 20, "t": 80, "b": 50},
+        legend={"orientation": "h", "y": -0.12},
+    )
+    return fig
+
+
+def reference_grid_figure(
+    values: Any,
+    ref_ys: Sequence[float] | None = None,
+    ref_xs: Sequence[float] | None = None,
+    *,
+    title: str = "ICM: correlations with the S×S reference points (Eq. 10)",
+    image: np.ndarray | None = None,
+    extent: tuple[float, float] | None = None,
+) -> go.Figure:
+    """The S_y×S_x vector c_u of Eq. 10 as a heatmap at the reference points' positions.
+
+    ``values[a, b]`` is cor_2d(u, P_ab); ``ref_ys``/``ref_xs`` the reference points' positions in
+    image pixels (default: indices). With ``image`` the grid is drawn over it.
+    """
+    grid = _as_2d(values, "values")
+    s_y, s_x = grid.shape
+    in_pixels = ref_ys is not None and ref_xs is not None
+    ys = np.asarray(ref_ys, dtype=np.float64) if in_pixels else np.arange(s_y, dtype=np.float64)
+    xs = np.asarray(ref_xs, dtype=np.float64) if in_pixels else np.arange(s_x, dtype=np.float64)
+    if ys.size != s_y or xs.size != s_x:
+        raise ValueError(f"values are {s_y}×{s_x} but got {ys.size} y and {xs.size} x reference positions")
+    a, b = np.mgrid[0:s_y, 0:s_x]
+    zmax = float(np.abs(grid).max()) if grid.size else 1.0
+    fig = go.Figure()
+    if image is not None and in_pixels:
+        height, width = extent if extent is not None else image.shape[:2]
+        fig.add_trace(_image_trace(image, float(height), float(width)))
+    fig.add_trace(
+        go.Heatmap(
+            z=grid,
+            x=xs,
+            y=ys,
+            customdata=np.stack([a, b], axis=-1),
+            colorscale="RdBu_r",
+            zmin=-zmax,
+            zmax=zmax,
+            zmid=0.0,
+            opacity=0.75 if image is not None else 1.0,
+            colorbar={"title": {"text": "cor_2d"}},
+            hovertemplate=(
+                "cor_2d(u, P) = %{z:.4g}<br>reference (a %{customdata[0]}, b %{customdata[1]})"
+                "<br>at x = %{x:.1f}, y = %{y:.1f}<extra></extra>"
+            ),
+        )
+    )
+    unit = "image pixels" if in_pixels else "reference index"
+    fig.update_xaxes(title_text=f"reference x ({unit})", constrain="domain")
+    fig.update_yaxes(
+        title_text=f"reference y ({unit})",
+        autorange="reversed",
+        scaleanchor="x",
+        scaleratio=1,
+        constrain="domain",
+    )
+    if image is not None and in_pixels:
+        height, width = extent if extent is not None else image.shape[:2]
+        fig.update_xaxes(range=[0, float(width)], autorange=False)
+        fig.update_yaxes(range=[float(height), 0], autorange=False)
+    fig.update_layout(
+        title=title, height=420, margin={"l": 60, "r": 20, "t": 60, "b": 50}, plot_bgcolor="white"
+    )
+    return fig
