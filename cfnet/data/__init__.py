@@ -1,0 +1,36 @@
+"""Data: COCO-panoptic-format splits (COCO, ADE20k-panoptic, the synthetic ``shapes`` set) and
+their training transforms, and the ``shapes`` generator."""
+
+from cfnet.data.panoptic import (
+    PanopticDataset,
+    SplitPaths,
+    collate,
+    load_panoptic_json,
+    read_image,
+    resolve_split,
+)
+from cfnet.data.shapes import generate_shapes, save_sample_grid, shapes_statistics
+from cfnet.data.transforms import (
+    Compose,
+    RandomCrop,
+    RandomHorizontalFlip,
+    ResizeShortestEdge,
+    build_transforms,
+)
+
+__all__ = [
+    "Compose",
+    "PanopticDataset",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "ResizeShortestEdge",
+    "SplitPaths",
+    "build_transforms",
+    "collate",
+    "generate_shapes",
+    "load_panoptic_json",
+    "read_image",
+    "resolve_split",
+    "save_sample_grid",
+    "shapes_statistics",
+]

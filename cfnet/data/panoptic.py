@@ -1,0 +1,399 @@
+"""Reading COCO-panoptic-format splits: COCO, ADE20k-panoptic, the synthetic ``shapes`` set.
+
+Accepted layouts (:func:`resolve_split` turns any of them into ``(image_dir, png_dir, json_path)``):
+
+* the project's own split folder (what ``cfnet data shapes`` and ``cfnet predict`` write)::
+
+      split/images/*.png|jpg   split/panoptic/*.png   split/panoptic.json
+
+  (``root`` may also be a folder holding such splits, chosen with ``split="train"``);
+* COCO's layout: ``root/val2017/``, ``root/annotations/panoptic_val2017.json``,
+  ``root/annotations/panoptic_val2017/`` (``split="val2017"``, or point at the JSON);
+* ADE20k-panoptic converted to COCO format (detectron2's ``prepare_ade20k_panoptic``):
+  ``root/images/validation/``, ``root/ade20k_panoptic_val.json``, ``root/ade20k_panoptic_val/``
+  (``split="val"`` or ``"validation"``, or point at the JSON).
+
+The JSON's categories define the dataset's classes unless a :class:`~cfnet.categories.Categories`
+is given (then every category id in the JSON must be one of them, with the same ``isthing``).
+
+Bad data is an error that names the file and the problem, never a silent skip: the JSON's fields
+are checked when the dataset is built; an item's files (image present and decodable, PNG ids equal
+to ``segments_info`` ids, sizes equal) when it is loaded; :meth:`PanopticDataset.validate` loads
+every item up front. EXIF orientation is not applied: COCO's panoptic PNGs are aligned with the
+stored pixel grid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from cfnet.categories import IGNORE_INDEX, Categories
+from cfnet.panoptic_io import PanopticFormatError, check_segments, read_panoptic_png
+
+
+class SplitPaths(NamedTuple):
+    image_dir: Path
+    png_dir: Path
+    json_path: Path
+
+
+_ADE_SPLITS = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
+
+
+def _paths_for_json(json_path: Path) -> SplitPaths:
+    """Image and PNG folders that belong to a panoptic JSON, by the conventions of each layout."""
+    name = json_path.name
+    png_candidates = [json_path.with_suffix(""), json_path.parent / "panoptic"]
+    image_candidates = []
+    m = re.fullmatch(r"panoptic_(.+)\.json", name)
+    if m and json_path.parent.name == "annotations":  # COCO: annotations/panoptic_val2017.json
+        image_candidates.append(json_path.parent.parent / m.group(1))
+    m = re.fullmatch(r"ade20k_panoptic_(.+)\.json", name)
+    if m:  # ADE20k: ade20k_panoptic_val.json next to images/validation
+        image_candidates.append(json_path.parent / "images" / _ADE_SPLITS.get(m.group(1), m.group(1)))
+    image_candidates.append(json_path.parent / "images")
+    png_dir = next((p for p in png_candidates if p.is_dir()), None)
+    if png_dir is None:
+        raise FileNotFoundError(
+            f"{json_path}: no panoptic PNG folder found (looked for {', '.join(map(str, png_candidates))})"
+        )
+    image_dir = next((p for p in image_candidates if p.is_dir()), None)
+    if image_dir is None:
+        raise FileNotFoundError(
+            f"{json_path}: no image folder found (looked for {', '.join(map(str, image_candidates))})"
+        )
+    return SplitPaths(image_dir, png_dir, json_path)
+
+
+def _split_candidates(root: Path) -> dict[str, Path]:
+    """{split name: json} of every split found under a dataset root."""
+    found: dict[str, Path] = {}
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if (d / "panoptic.json").is_file():
+                found[d.name] = d / "panoptic.json"
+    for j in sorted((root / "annotations").glob("panoptic_*.json")):
+        if j.with_suffix("").is_dir():
+            found[j.stem[len("panoptic_") :]] = j
+    for j in sorted(root.glob("ade20k_panoptic_*.json")):
+        found[j.stem[len("ade20k_panoptic_") :]] = j
+    return found
+
+
+def resolve_split(root: str | os.PathLike, split: str | None = None) -> SplitPaths:
+    """``(image_dir, png_dir, json_path)`` of a split given its folder, its JSON, or a dataset root
+    plus ``split`` (see the module docstring for the layouts)."""
+    root = Path(root)
+    if root.suffix == ".json" or root.is_file():
+        if not root.is_file():
+            raise FileNotFoundError(f"{root}: panoptic JSON not found")
+        return _paths_for_json(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such dataset folder or panoptic JSON")
+    if split is None and (root / "panoptic.json").is_file():
+        return _paths_for_json(root / "panoptic.json")
+    found = _split_candidates(root)
+    if split is not None:
+        for name in (split, _ADE_SPLITS.get(split), {"validation": "val", "training": "train"}.get(split)):
+            if name is not None and name in found:
+                return _paths_for_json(found[name])
+        raise FileNotFoundError(
+            f"{root}: no split {split!r} (looked for {root / split / 'panoptic.json'}, "
+            f"{root / 'annotations' / f'panoptic_{split}.json'}, {root / f'ade20k_panoptic_{split}.json'}); "
+            f"splits found: {', '.join(found) or 'none'}"
+        )
+    if len(found) == 1:
+        return _paths_for_json(next(iter(found.values())))
+    if not found:
+        raise FileNotFoundError(
+            f"{root}: not a panoptic split (expected panoptic.json + images/ + panoptic/, "
+            "annotations/panoptic_<split>.json, or ade20k_panoptic_<split>.json)"
+        )
+    raise ValueError(f"{root}: holds several splits ({', '.join(found)}); choose one with split=...")
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON
+
+
+def _is_int(v: Any) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+
+
+def load_panoptic_json(path: str | os.PathLike) -> dict:
+    """Parse and check a COCO panoptic JSON (fields, types, references); errors name the file and
+    the field. Returns the parsed dict."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: panoptic JSON not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PanopticFormatError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise PanopticFormatError(f"{path}: expected a JSON object at top level")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise PanopticFormatError(f"{path}: missing or non-list field {key!r}")
+
+    def need(rec: Any, fields: dict[str, str], where: str) -> None:
+        if not isinstance(rec, dict):
+            raise PanopticFormatError(f"{path}: {where} is not an object")
+        for f, kind in fields.items():
+            if f not in rec:
+                raise PanopticFormatError(f"{path}: {where} has no {f!r} field")
+            v = rec[f]
+            ok = {
+                "int": _is_int(v),
+                "pos": _is_int(v) and v > 0,
+                "str": isinstance(v, str) and v != "",
+                "list": isinstance(v, list),
+                "id": _is_int(v) or (isinstance(v, str) and v != ""),
+                "flag": _is_int(v) and v in (0, 1),
+            }[kind]
+            if not ok:
+                raise PanopticFormatError(f"{path}: {where}: field {f!r} has invalid value {v!r}")
+
+    for i, c in enumerate(data["categories"]):
+        need(c, {"id": "int", "name": "str", "isthing": "flag"}, f"categories[{i}]")
+    try:
+        cats = Categories(data["categories"])
+    except ValueError as e:
+        raise PanopticFormatError(f"{path}: {e}") from e
+
+    images = {}
+    for i, im in enumerate(data["images"]):
+        need(im, {"id": "id", "file_name": "str", "height": "pos", "width": "pos"}, f"images[{i}]")
+        if im["id"] in images:
+            raise PanopticFormatError(f"{path}: images[{i}]: image id {im['id']!r} appears twice")
+        images[im["id"]] = im
+    annotated = set()
+    for i, ann in enumerate(data["annotations"]):
+        need(ann, {"image_id": "id", "file_name": "str", "segments_info": "list"}, f"annotations[{i}]")
+        where = f"annotations[{i}] ({ann['file_name']})"
+        if ann["image_id"] not in images:
+            raise PanopticFormatError(
+                f"{path}: {where}: image_id {ann['image_id']!r} has no entry in 'images'"
+            )
+        if ann["image_id"] in annotated:
+            raise PanopticFormatError(f"{path}: {where}: image_id {ann['image_id']!r} is annotated twice")
+        annotated.add(ann["image_id"])
+        for j, s in enumerate(ann["segments_info"]):
+            need(s, {"id": "pos", "category_id": "int", "iscrowd": "flag"}, f"{where} segments_info[{j}]")
+            if s["id"] >= 256**3:
+                raise PanopticFormatError(f"{path}: {where} segments_info[{j}]: id {s['id']} >= 256^3")
+            if s["category_id"] not in cats:
+                raise PanopticFormatError(
+                    f"{path}: {where} segments_info[{j}] (segment {s['id']}): unknown category id "
+                    f"{s['category_id']} (not in the JSON's categories)"
+                )
+    missing = [im["file_name"] for k, im in images.items() if k not in annotated]
+    if missing:
+        raise PanopticFormatError(
+            f"{path}: {len(missing)} image(s) have no annotation, e.g. {missing[:3]} "
+            "(a panoptic split needs one annotation per image)"
+        )
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+# images
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file; grayscale / palette / RGBA / 16-bit converted to RGB.
+    A missing or undecodable (e.g. truncated) file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image not found")
+    try:
+        with Image.open(path) as im:
+            im.load()  # a truncated file fails here
+            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                arr = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            if im.mode in ("I", "F"):
+                arr = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            if im.mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")  # Pillow warns when a transparent palette goes straight to RGB
+            return np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise PanopticFormatError(f"{path}: cannot decode image ({e})") from e
+
+
+# ----------------------------------------------------------------------------------------------
+# the dataset
+
+
+class PanopticDataset(torch.utils.data.Dataset):
+    """A COCO-panoptic-format split as ``(image, target)`` pairs.
+
+    ``image``: float (3, H, W) RGB in [0, 1]. ``target``:
+
+    * ``masks`` (K, H, W) bool and ``labels`` (K,) int64: the non-crowd *thing* instances,
+      labels as contiguous thing ids (``0 .. T-1``);
+    * ``crowd_masks`` (C, H, W) bool and ``crowd_labels`` (C,): crowd thing regions (for mask AP);
+    * ``sem_seg`` (H, W) int64: contiguous ids over things + stuff, void and crowd = 255;
+    * ``image_id``, ``file_name`` (the image's), ``height``, ``width`` (original size).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        split: str | None = None,
+        categories: Categories | None = None,
+        transforms=None,
+    ):
+        self.image_dir, self.png_dir, self.json_path = resolve_split(root, split)
+        data = load_panoptic_json(self.json_path)
+        json_cats = Categories(data["categories"])
+        if categories is None:
+            categories = json_cats
+        else:
+            for rec in json_cats.records:
+                if rec["id"] not in categories:
+                    raise PanopticFormatError(
+                        f"{self.json_path}: category id {rec['id']} ({rec['name']!r}) is not one of the "
+                        f"given categories ({categories.num_classes} classes)"
+                    )
+                if categories.is_thing(categories.contiguous(rec["id"])) != bool(rec["isthing"]):
+                    raise PanopticFormatError(
+                        f"{self.json_path}: category id {rec['id']} ({rec['name']!r}) has isthing="
+                        f"{rec['isthing']}, but the given categories disagree"
+                    )
+        self.categories = categories
+        self.transforms = transforms
+        images = {im["id"]: im for im in data["images"]}
+        self._items = [(images[a["image_id"]], a) for a in data["annotations"]]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def image_info(self, index: int) -> dict:
+        """The image's JSON record plus ``image_path``, ``png_path`` and its ``segments_info``."""
+        image, ann = self._items[index]
+        return dict(
+            image,
+            image_path=self.image_dir / image["file_name"],
+            png_path=self.png_dir / ann["file_name"],
+            segments_info=ann["segments_info"],
+        )
+
+    def load_panoptic(self, index: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        """Checked raw data of one item: ``(image (H, W, 3) uint8, segment ids (H, W) int64,
+        segments_info)``."""
+        image_rec, ann = self._items[index]
+        image_path = self.image_dir / image_rec["file_name"]
+        png_path = self.png_dir / ann["file_name"]
+        if not image_path.is_file():
+            raise FileNotFoundError(f"{image_path}: image not found (listed in {self.json_path})")
+        if not png_path.is_file():
+            raise FileNotFoundError(f"{png_path}: panoptic PNG not found (listed in {self.json_path})")
+        image = read_image(image_path)
+        ids = read_panoptic_png(png_path)
+        size = (int(image_rec["height"]), int(image_rec["width"]))
+        if image.shape[:2] != ids.shape:
+            raise PanopticFormatError(
+                f"{png_path}: size {ids.shape[1]}x{ids.shape[0]} differs from its image {image_path} "
+                f"({image.shape[1]}x{image.shape[0]})"
+            )
+        if ids.shape != size:
+            raise PanopticFormatError(
+                f"{png_path}: size {ids.shape[1]}x{ids.shape[0]} differs from the JSON's "
+                f"width x height {size[1]}x{size[0]} ({self.json_path})"
+            )
+        check_segments(ids, ann["segments_info"], where=str(png_path))
+        return image, ids, ann["segments_info"]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        image_rec, ann = self._items[index]
+        image, ids, segments_info = self.load_panoptic(index)
+        target = self._target(ids, segments_info)
+        target.update(
+            image_id=image_rec["id"],
+            file_name=image_rec["file_name"],
+            height=int(image_rec["height"]),
+            width=int(image_rec["width"]),
+        )
+        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        if self.transforms is not None:
+            img, target = self.transforms(img, target)
+        return img, target
+
+    def _target(self, ids: np.ndarray, segments_info: Sequence[dict]) -> dict:
+        # one np.unique pass gives every segment's pixels; masks and sem_seg are lookups into it
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        inverse = inverse.reshape(ids.shape)
+        info = {int(s["id"]): s for s in segments_info}
+        sem_lut = np.full(len(uniq), IGNORE_INDEX, np.int64)
+        things, crowd = [], []
+        for k, u in enumerate(uniq):
+            s = info.get(int(u))
+            if s is None:  # void (check_segments guarantees every other id is listed)
+                continue
+            c = self.categories.contiguous(s["category_id"])
+            if int(s["iscrowd"]):
+                if self.categories.is_thing(c):
+                    crowd.append((k, c))
+                continue
+            sem_lut[k] = c
+            if self.categories.is_thing(c):
+                things.append((k, c))
+
+        def stack(pairs: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+            ks = np.asarray([k for k, _ in pairs], np.int64)
+            masks = inverse[None] == ks[:, None, None] if pairs else np.zeros((0,) + ids.shape, bool)
+            return torch.from_numpy(masks), torch.as_tensor([c for _, c in pairs], dtype=torch.int64)
+
+        masks, labels = stack(things)
+        crowd_masks, crowd_labels = stack(crowd)
+        return {
+            "masks": masks,
+            "labels": labels,
+            "crowd_masks": crowd_masks,
+            "crowd_labels": crowd_labels,
+            "sem_seg": torch.from_numpy(sem_lut[inverse]),
+        }
+
+    def validate(self, progress: bool = True) -> None:
+        """Load and check every item now; one error listing every bad file (up to 20)."""
+        errors = []
+        for i in tqdm(range(len(self)), desc=f"checking {self.json_path.name}", disable=not progress):
+            try:
+                self.load_panoptic(i)
+            except (OSError, ValueError, KeyError) as e:
+                errors.append(str(e))
+        if errors:
+            more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+            raise PanopticFormatError(
+                f"{self.json_path}: {len(errors)} of {len(self)} items are bad:\n  "
+                + "\n  ".join(errors[:20])
+                + more
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"PanopticDataset({str(self.json_path)!r}, {len(self)} images, "
+            f"{self.categories.num_things} things + {self.categories.num_stuff} stuff)"
+        )
+
+
+def collate(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """Batch as lists (images differ in size; the model pads them)."""
+    images = [b[0] for b in batch]
+    targets = [b[1] for b in batch]
+    return images, targets
