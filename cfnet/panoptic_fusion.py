@@ -71,6 +71,13 @@ def _check(masks, labels, scores, semantic, num_things, semantic_probs) -> None:
             )
 
 
+def _span(flags: list[bool]) -> tuple[int, int]:
+    """[first, last + 1) of the True entries (0, 0 when none)."""
+    if True not in flags:
+        return 0, 0
+    return flags.index(True), len(flags) - flags[::-1].index(True)
+
+
 def panoptic_fusion(
     instance_masks: Tensor,
     instance_labels: Tensor,
@@ -107,34 +114,53 @@ def panoptic_fusion(
     segments: list[dict] = []
 
     masks = instance_masks.to(device=device, dtype=torch.bool)
+    # areas and bounding boxes in two passes over all masks; each instance then only touches
+    # its own box (an image holds up to max_per_img instances)
+    row_count, col_count = masks.sum(2), masks.sum(1)
+    mask_area = row_count.sum(1).tolist()
+    boxes = [_span(r) + _span(c) for r, c in zip((row_count > 0).tolist(), (col_count > 0).tolist())]
+    occupied = torch.zeros(semantic.shape, dtype=torch.bool, device=device)
     scores = instance_scores.detach().to(device)
     order = torch.sort(scores, descending=True, stable=True).indices.tolist()
     for k in order:
         score = float(scores[k])
         if score < score_thr:
             break  # sorted: every later one is lower
-        mask = masks[k]
-        area = int(mask.sum())
+        area = mask_area[k]
         if area == 0:
             continue
-        visible = mask & (panoptic == 0)
+        y0, y1, x0, x1 = boxes[k]
+        occ = occupied[y0:y1, x0:x1]
+        visible = masks[k, y0:y1, x0:x1] & ~occ
         n_visible = int(visible.sum())
         if n_visible == 0 or n_visible < overlap_thr * area:
             continue
         seg_id = len(segments) + 1
-        panoptic[visible] = seg_id
+        panoptic[y0:y1, x0:x1].masked_fill_(visible, seg_id)
+        occ |= visible  # a view: updates `occupied`
         label = int(instance_labels[k])
         segments.append({"id": seg_id, "label": label, "isthing": True, "score": score, "area": n_visible})
 
-    free = panoptic == 0
-    stuff_ids = [c for c in torch.unique(semantic[free]).tolist() if c >= num_things and c != IGNORE_INDEX]
-    for c in stuff_ids:
-        region = free & (semantic == c)
-        area = int(region.sum())
-        if area < stuff_area or area == 0:
+    # stuff: per-class areas of the free pixels by one bincount, then one lookup-table pass that
+    # paints every kept class at once (no per-class full-image masks)
+    paint = ~occupied & (semantic != IGNORE_INDEX)
+    free_classes = semantic[paint].long()
+    if free_classes.numel() == 0:
+        return panoptic, segments
+    counts = torch.bincount(free_classes).tolist()
+    prob_sums = None
+    if semantic_probs is not None:
+        # the probability of each free pixel's own (argmax) class, summed per class
+        index = semantic.long().clamp(max=semantic_probs.shape[0] - 1)[None]
+        own_prob = semantic_probs.to(device).gather(0, index)[0][paint].double()
+        prob_sums = torch.bincount(free_classes, weights=own_prob, minlength=len(counts)).tolist()
+    lut = torch.zeros(len(counts), dtype=torch.int64, device=device)
+    for c, area in enumerate(counts):
+        if c < num_things or area == 0 or area < stuff_area:
             continue
         seg_id = len(segments) + 1
-        panoptic[region] = seg_id
-        score = 1.0 if semantic_probs is None else float(semantic_probs[c].to(device)[region].float().mean())
-        segments.append({"id": seg_id, "label": int(c), "isthing": False, "score": score, "area": area})
+        lut[c] = seg_id
+        score = 1.0 if prob_sums is None else prob_sums[c] / area
+        segments.append({"id": seg_id, "label": c, "isthing": False, "score": score, "area": area})
+    panoptic[paint] = lut[free_classes]
     return panoptic, segments

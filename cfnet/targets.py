@@ -93,12 +93,16 @@ def resize_mask_targets(masks: Tensor, mask_size: Sequence[int], soft: bool = Fa
         )
     if k == 0:
         return torch.zeros(0, hm, wm, dtype=torch.float32, device=masks.device)
-    x = masks.to(torch.float32)[:, None]
-    x = F.pad(x, (0, wm * MASK_STRIDE - w, 0, hm * MASK_STRIDE - h))
     if soft:
+        x = F.pad(masks.to(torch.float32)[:, None], (0, wm * MASK_STRIDE - w, 0, hm * MASK_STRIDE - h))
         return F.avg_pool2d(x, MASK_STRIDE, MASK_STRIDE)[:, 0]
+    # hard: sample the block centres directly (no full-resolution float copy); samples that
+    # fall into the padding stay 0
     start = MASK_STRIDE // 2
-    return x[:, 0, start::MASK_STRIDE, start::MASK_STRIDE].contiguous()
+    sampled = masks[:, start::MASK_STRIDE, start::MASK_STRIDE]
+    out = torch.zeros(k, hm, wm, dtype=torch.float32, device=masks.device)
+    out[:, : sampled.shape[1], : sampled.shape[2]] = sampled
+    return out
 
 
 def _check_inputs(
@@ -168,23 +172,27 @@ def assign_targets(
     up_h, up_w = hm * MASK_STRIDE, wm * MASK_STRIDE
 
     # per-instance geometry, once for all levels (float64: exact for any image size)
-    area = masks.sum((1, 2))
-    rows, cols = masks.any(2), masks.any(1)  # (K, H), (K, W)
+    # two passes over the full-resolution masks; everything else works on their projections
+    row_count = masks.sum(2).to(torch.float64)  # (K, H) pixels per row
+    col_count = masks.sum(1).to(torch.float64)  # (K, W) pixels per column
+    area = row_count.sum(1)
+    rows, cols = row_count > 0, col_count > 0
     ys = torch.arange(h, device=device, dtype=torch.float64)
     xs = torch.arange(w, device=device, dtype=torch.float64)
     y1 = torch.where(rows, ys, math.inf).min(1).values
     y2 = torch.where(rows, ys, -math.inf).max(1).values + 1
     x1 = torch.where(cols, xs, math.inf).min(1).values
     x2 = torch.where(cols, xs, -math.inf).max(1).values + 1
-    denom = area.clamp(min=1).to(torch.float64)
-    cy = (masks.sum(2).to(torch.float64) * ys).sum(1) / denom
-    cx = (masks.sum(1).to(torch.float64) * xs).sum(1) / denom
+    denom = area.clamp(min=1)
+    cy = (row_count * ys).sum(1) / denom
+    cx = (col_count * xs).sum(1) / denom
     box_h, box_w = (y2 - y1), (x2 - x1)
     valid = (area > 0).tolist()
     scale = torch.sqrt(box_w * box_h).tolist()
     geom = list(zip(cx.tolist(), cy.tolist(), box_w.tolist(), box_h.tolist()))
     # largest first (stable): smaller instances are written last and keep their cells
-    order = sorted(range(k), key=lambda i: -int(area[i]))
+    area_list = area.tolist()
+    order = sorted(range(k), key=lambda i: -area_list[i])
 
     out: list[LevelTargets] = []
     for s, (lo, hi) in zip(num_grids, scale_ranges):

@@ -150,3 +150,59 @@ def test_validation():
         panoptic_fusion(m, one, half, sem, num_things=T, semantic_probs=torch.zeros(3, 2, 2))
     with pytest.raises(ValueError, match=">= C"):
         panoptic_fusion(m, one, half, sem + 5, num_things=T, semantic_probs=torch.zeros(3, 4, 4))
+
+
+def _fusion_reference(masks, labels, scores, semantic, num_things, overlap_thr, stuff_area, score_thr, probs):
+    """The heuristic written out plainly: per instance, then per stuff class, pixel sets as Python sets."""
+    h, w = semantic.shape
+    pan = [[0] * w for _ in range(h)]
+    info = []
+    order = sorted(range(len(scores)), key=lambda k: -float(scores[k]))  # Python's sort is stable
+    for k in order:
+        if float(scores[k]) < score_thr:
+            continue
+        pix = {(y, x) for y in range(h) for x in range(w) if masks[k, y, x]}
+        free = {(y, x) for (y, x) in pix if pan[y][x] == 0}
+        if not pix or not free or len(free) < overlap_thr * len(pix):
+            continue
+        for y, x in free:
+            pan[y][x] = len(info) + 1
+        info.append({"id": len(info) + 1, "label": int(labels[k]), "isthing": True,
+                     "score": float(scores[k]), "area": len(free)})  # fmt: skip
+    for c in sorted({int(v) for v in semantic.flatten()}):
+        if c < num_things or c == 255:
+            continue
+        region = [(y, x) for y in range(h) for x in range(w) if int(semantic[y, x]) == c and pan[y][x] == 0]
+        if not region or len(region) < stuff_area:
+            continue
+        for y, x in region:
+            pan[y][x] = len(info) + 1
+        score = sum(float(probs[c, y, x]) for y, x in region) / len(region)
+        info.append({"id": len(info) + 1, "label": c, "isthing": False, "score": score, "area": len(region)})
+    return torch.tensor(pan, dtype=torch.int64), info
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_against_plain_transcription_on_random_inputs(seed):
+    g = torch.Generator().manual_seed(seed)
+    h, w, k, c = 12, 14, 7, 6
+    masks = torch.zeros(k, h, w, dtype=torch.bool)
+    for i in range(k):
+        y0, x0, dy, dx = torch.randint(0, 8, (4,), generator=g).tolist()
+        masks[i, y0 : y0 + dy + 1, x0 : x0 + dx + 1] = True
+    labels = torch.randint(0, T, (k,), generator=g)
+    scores = torch.rand(k, generator=g, dtype=torch.float64)
+    scores[1] = scores[0]  # a tie
+    probs = torch.rand(c, h, w, generator=g, dtype=torch.float64).softmax(0)
+    semantic = probs.argmax(0)
+    semantic[0, :3] = 255
+    kw = dict(num_things=T, overlap_thr=0.5, stuff_area=3, score_thr=0.2)
+    pan, info = panoptic_fusion(masks, labels, scores, semantic, semantic_probs=probs, **kw)
+    ref_pan, ref_info = _fusion_reference(masks, labels, scores, semantic, probs=probs, **kw)
+    assert torch.equal(pan, ref_pan)
+    assert len(info) == len(ref_info)
+    assert {s["isthing"] for s in info} == {True, False}  # the case has both things and stuff
+    for a, b in zip(info, ref_info):
+        assert a.keys() == b.keys()
+        assert {k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items() if k != "score"}
+        assert a["score"] == pytest.approx(b["score"], rel=1e-9)
