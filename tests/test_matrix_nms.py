@@ -8,15 +8,15 @@ import torch
 from cfnet.matrix_nms import matrix_nms
 
 
-def _iou(a, b):
-    inter = (a & b).sum().item()
-    union = (a | b).sum().item()
-    return inter / union if union else 0.0
+def _iou(a: set, b: set) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
 
 
 def _matrix_nms_loop(masks, labels, scores, kernel, sigma, compensate=True):
     """SOLOv2 Matrix NMS written out pair by pair (masks sorted by score, descending)."""
     n = len(scores)
+    masks = [set(torch.nonzero(m.flatten()).flatten().tolist()) for m in masks]  # pixel sets
 
     def f(x):
         return math.exp(-sigma * x * x) if kernel == "gaussian" else 1.0 - x
