@@ -171,8 +171,8 @@ def assign_targets(
     mask_targets = resize_mask_targets(masks, (hm, wm), soft=soft_mask_targets)
     up_h, up_w = hm * MASK_STRIDE, wm * MASK_STRIDE
 
-    # per-instance geometry, once for all levels (float64: exact for any image size)
-    # two passes over the full-resolution masks; everything else works on their projections
+    # per-instance geometry, once for all levels, in float64 (exact for any image size): two
+    # passes over the full-resolution masks, everything else works on their row/column projections
     row_count = masks.sum(2).to(torch.float64)  # (K, H) pixels per row
     col_count = masks.sum(1).to(torch.float64)  # (K, W) pixels per column
     area = row_count.sum(1)
