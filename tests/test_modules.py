@@ -150,6 +150,12 @@ def test_theta_predictor_init_is_small_but_not_degenerate():
     assert (th - th[:, :1, :1]).abs().max() > 1e-4  # and depends on the pixel
     amplitudes = th[..., 1:6]
     assert (amplitudes.abs() > 0).all()
+    # On featureless input θ is the bias alone: amplitudes 0.1/n keep ∂G/∂ψ_n = A_n·cos(·)
+    # away from zero; A0 and the phases start at 0.
+    th0, tv0 = pred(torch.zeros(1, 16, 3, 3))
+    expected = torch.tensor([0.0] + [0.1 / n for n in range(1, 6)] + [0.0] * 5)
+    torch.testing.assert_close(th0[0, 1, 1], expected)
+    torch.testing.assert_close(tv0[0, 1, 1], expected)
 
 
 @pytest.mark.parametrize("which", ["scm-axial", "scm-global", "icm"])

@@ -13,8 +13,9 @@ S = 16 that is ``2·(2327·h + 22) + 131 584``: h = 100 gives 0.597 M (h = 101: 
 
 Initialisation (why). θ depends on the features only through the 1×1 convs, so their weights
 start small but random (std 0.01), not zero: zero weights would block the gradient to the
-3×3 conv. Amplitude biases start at 0.1/n, not 0: ∂G/∂ψ_n = A_n·cos(·) vanishes when A_n = 0,
-so with zero amplitudes the phases could never learn. A0 and phase biases start at 0. The
+3×3 conv. Amplitude biases start at 0.1/n, not 0: ∂G/∂ψ_n = A_n·cos(·) vanishes with A_n, so
+amplitudes scattered around 0 would leave the phases with tiny, sign-flipping gradients; the
+1/n decay makes the initial curves smooth. A0 and phase biases start at 0. The
 initial correlations are thus small (|G| ≲ 0.25, a near-uniform softmax in the SCM, a small
 additive term in the ICM) but not constant over the map, and every parameter gets gradient.
 """
