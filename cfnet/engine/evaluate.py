@@ -1,0 +1,180 @@
+"""``cfnet eval`` and :func:`evaluate`: PQ / SQ / RQ, mIoU and mask AP of a model on a split.
+
+    cfnet eval --checkpoint runs/tiny/model_final.pt --data data/shapes/val --out runs/tiny/eval
+
+The model runs on every image of the split at the image's own resolution (it resizes to
+``model.input.min_size_test`` internally and maps its outputs back), one image at a time, so that
+padding never mixes images. As the images pass:
+
+* the panoptic output is written in COCO panoptic format to ``OUT/panoptic/*.png`` +
+  ``OUT/panoptic.json`` (:func:`cfnet.evaluation.write_panoptic_predictions`), then scored against
+  the split's ground truth by panopticapi's matching (:func:`cfnet.evaluation.panoptic_quality`):
+  PQ, SQ, RQ over all categories, things (``_th``) and stuff (``_st``);
+* the semantic branch's argmax of ``sem_seg`` is compared with the ground-truth semantic map (void
+  and crowd ignored): mIoU (:class:`cfnet.evaluation.SemanticEvaluator`);
+* the instance branch's masks (after Matrix NMS, before the panoptic fusion) are scored by
+  pycocotools against the thing instances, crowd regions ignored: mask AP
+  (:class:`cfnet.evaluation.MaskAPEvaluator`).
+
+All numbers are percent. ``OUT/metrics.json`` holds ``PQ SQ RQ PQ_th SQ_th RQ_th PQ_st SQ_st RQ_st
+mIoU mask_AP`` (plus ``mask_AP50``, ``mask_AP75``, ``pixel_accuracy``, ``num_images``);
+``OUT/per_class.json`` the per-category PQ / SQ / RQ and IoU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+METRIC_KEYS = ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st", "mIoU", "mask_AP")
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    split_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    split: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a CFNet on a COCO-panoptic split; writes predictions + metrics to ``out_dir``.
+
+    ``split_dir`` is anything :class:`cfnet.data.PanopticDataset` accepts (a split folder, a
+    panoptic JSON, or a dataset root with ``split``). Returns the metrics dict (percent). The
+    model's train/eval mode is restored afterwards.
+    """
+    from tqdm.auto import tqdm
+
+    from cfnet.data import PanopticDataset
+    from cfnet.evaluation import (
+        MaskAPEvaluator,
+        SemanticEvaluator,
+        panoptic_quality_details,
+        write_panoptic_predictions,
+    )
+
+    categories = model.categories
+    dataset = PanopticDataset(split_dir, split=split, categories=categories)  # original resolution
+    if len(dataset) == 0:
+        raise ValueError(f"{dataset.json_path}: the split holds no images")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    semantic = SemanticEvaluator(categories.num_classes, class_names=[r["name"] for r in categories.records])
+    mask_ap = MaskAPEvaluator(categories)
+    was_training = model.training
+    model.to(device).eval()
+
+    def predictions():
+        # A generator: each image's outputs are written and scored, then dropped (memory stays flat).
+        for i in tqdm(range(len(dataset)), desc="eval", disable=not progress, dynamic_ncols=True):
+            image, target = dataset[i]
+            out = model([image.to(device)])[0]
+            semantic.update(out["sem_seg"].argmax(0).cpu(), target["sem_seg"])
+            inst = out["instances"]
+            mask_ap.update(
+                target["image_id"],
+                inst["masks"].cpu(),
+                inst["labels"].cpu(),
+                inst["scores"].float().cpu(),
+                target["masks"],
+                target["labels"],
+                target.get("crowd_masks"),
+                target.get("crowd_labels"),
+            )
+            yield {
+                "image_id": target["image_id"],
+                "file_name": target["file_name"],
+                "panoptic_seg": out["panoptic_seg"].cpu(),
+                "segments_info": out["segments_info"],
+            }
+
+    try:
+        pred_json, pred_dir = write_panoptic_predictions(predictions(), out_dir, categories)
+    finally:
+        model.train(was_training)
+    pq, pq_per_class = panoptic_quality_details(dataset.json_path, dataset.png_dir, pred_json, pred_dir)
+    sem = semantic.compute()
+    ap = mask_ap.compute()
+    metrics: dict[str, Any] = {
+        **{k: float(pq[k]) for k in ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st")},
+        "mIoU": float(sem["mIoU"]),
+        "mask_AP": float(ap["mask_AP"]),
+        "mask_AP50": float(ap["mask_AP50"]),
+        "mask_AP75": float(ap["mask_AP75"]),
+        "pixel_accuracy": float(sem["pixel_accuracy"]),
+        "num_images": len(dataset),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+    per_class = {"panoptic": pq_per_class, "semantic_IoU": sem["IoU"]}
+    (out_dir / "per_class.json").write_text(json.dumps(_json_safe(per_class), indent=2) + "\n")
+    return metrics
+
+
+def _json_safe(obj: Any) -> Any:
+    # NaN (e.g. mask AP of a split without things) is not valid JSON: write null.
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """A small text table of the metrics (percent)."""
+
+    def f(v: Any) -> str:
+        return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:5.1f}"
+
+    rows = [f"{'':8}{'PQ':>7}{'SQ':>7}{'RQ':>7}"]
+    for name, suffix in (("all", ""), ("things", "_th"), ("stuff", "_st")):
+        rows.append(f"{name:8}" + "".join(f"  {f(metrics.get(k + suffix))}" for k in ("PQ", "SQ", "RQ")))
+    rows.append(f"mIoU (semantic branch)   {f(metrics.get('mIoU'))}")
+    rows.append(f"mask AP (instance branch) {f(metrics.get('mask_AP'))}")
+    if "num_images" in metrics:
+        rows.append(f"images                    {metrics['num_images']}")
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default="default", help="checkpoint (default: the shipped model)")
+    parser.add_argument("--data", required=True, help="split folder (images/, panoptic/, panoptic.json)")
+    parser.add_argument("--split", default=None, help="split name when --data is a dataset root (e.g. val)")
+    parser.add_argument("--out", required=True, help="output folder for predictions and metrics.json")
+    parser.add_argument("--json", default=None, help="also write the metrics JSON to this file")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from cfnet.checkpoint import CheckpointError, load_checkpoint
+    from cfnet.engine.train import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+        model, _, _ = load_checkpoint(args.checkpoint, device=device)
+        metrics = evaluate(
+            model, args.data, args.out, device=device, progress=not args.no_progress, split=args.split
+        )
+    except (CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
+        print(f"cfnet eval: {e}", file=sys.stderr)
+        return 2
+    print(format_table(metrics))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+    return 0

@@ -1,0 +1,610 @@
+"""Training: ``cfnet train`` and :func:`train`, single process or under ``torchrun`` (DDP).
+
+    cfnet train --preset shapes-tiny --data data/shapes --out runs/tiny [--max-iters N] [--resume]
+    torchrun --standalone --nproc_per_node 2 -m cfnet train --preset shapes-tiny --data ... --out ...
+
+What the loop does and why:
+
+* **Loss** is Eq. 1 as the model returns it: ``L = L_mask + L_cate + λ·L_sem`` (the model applies the
+  weights; the trainer sums the terms).
+* **Optimiser** per ``solver.optimizer``: SGD with momentum (the paper's, ``paper-*`` presets) or
+  AdamW (the ``shapes-tiny`` preset, DESIGN.md §9). Weight decay is applied to weight matrices and
+  conv kernels only: parameters with ``ndim <= 1`` (biases and the affine parameters of BN / GN) get
+  none, as is usual for both optimisers.
+* **Schedule**: linear warm-up from ``warmup_factor`` over ``warmup_iters``, then ×``gamma`` at each
+  of ``steps`` (a ``LambdaLR`` whose state is part of the checkpoint; the factors are recomputed
+  from the config, so the config governs the schedule on resume).
+* **Gradient clipping** by global norm (``solver.clip_grad_norm``; null = off). The norm is computed
+  either way: a non-finite gradient norm stops training like a non-finite loss.
+* **AMP** on CUDA only (``solver.amp``): bf16 autocast where the GPU supports it, else fp16 autocast
+  with a GradScaler. CPU runs in float32.
+* **Data order** is a pure function of ``(seed, iteration)``: an infinite stream that concatenates one
+  seeded permutation of the training set per epoch; global batch ``i`` is stream positions
+  ``[i·B, (i+1)·B)`` with ``B = solver.batch_size`` (the *total* batch) and rank ``r`` of ``W`` takes
+  the contiguous slice ``[i·B + r·B/W, i·B + (r+1)·B/W)``. So the union of the ranks' batches is the
+  single-process batch, and resuming at iteration ``i`` continues the stream exactly (the sampler's
+  position is the iteration). Every sample's augmentation RNGs (torch, numpy, python ``random``)
+  are seeded from ``(seed, epoch, index)`` around the dataset call, so augmentation is reproducible
+  whatever the number of loader workers and across resumes.
+* **DDP** under torchrun: NCCL on CUDA, gloo on CPU; each rank takes ``batch_size / world_size``
+  images; gradients are averaged by DDP. With ``backbone.norm=bn`` on CUDA the BN layers become
+  SyncBatchNorm (not available on CPU, where BN statistics stay per rank). Only rank 0 writes files
+  and shows the bar. Note that DDP averages the per-rank losses; SOLOv2 normalises its losses by the
+  number of positives *in the (per-rank) batch*, so 2 × b and 1 × 2b agree exactly only when the
+  ranks' halves have equal positive counts — the usual DDP behaviour of SOLO-type models.
+* **Outputs** in ``RUN/``: ``config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON line per
+  ``log_period``: iteration, lr, loss and each loss term averaged over the period and the ranks,
+  seconds per iteration, data time, ETA), ``last.pt`` every ``checkpoint_period`` iterations and at
+  the end, ``model_final.pt`` (weights + config, no optimiser state) at the end, and if the data
+  folder has a ``val/`` split, ``eval/`` + ``eval.json`` from :func:`cfnet.engine.evaluate.evaluate`.
+* **Divergence**: a NaN / infinite loss term or gradient norm stops training with
+  :class:`TrainingDiverged`, naming the iteration and the loss terms; the bad state is never
+  saved, so ``last.pt`` stays the last good checkpoint. Parameters are checked for finiteness
+  before every save as well.
+* ``--resume`` continues from ``RUN/last.pt``: weights, optimiser, scheduler, scaler, RNG states
+  and the data position, so 2 + 2 iterations equal 4 straight. The model part of the config must
+  match the checkpoint's; other differences are reported (``solver.max_iters`` may grow freely).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cfnet.checkpoint import (
+    CheckpointError,
+    check_state_dict,
+    read_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from cfnet.config import Config, ConfigError, apply_overrides, get_config, save_config, validate
+
+LAST = "last.pt"
+FINAL = "model_final.pt"
+METRICS = "metrics.jsonl"
+# Config keys that may differ between a run and its resumption without a warning.
+_RESUME_FREE = {"solver.max_iters", "solver.checkpoint_period", "solver.log_period", "data.num_workers"}
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss term or the gradient norm became NaN / infinite; the message says where."""
+
+
+# ----------------------------------------------------------------------------------------------
+# data order
+
+
+class InfiniteShardSampler(Sampler):
+    """Infinite deterministic stream of ``(epoch, index)`` keys for one rank (see module docstring).
+
+    Position ``g`` of the global stream is ``(g // n, perm_{g // n}[g % n])`` with ``perm_e`` a
+    permutation of ``range(n)`` seeded by ``(seed, e)``. Iteration ``i`` of rank ``r`` yields the
+    positions ``i·B + r·b .. i·B + (r+1)·b − 1`` with ``b = B / world_size``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        seed: int,
+        total_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_iter: int = 0,
+        shuffle: bool = True,
+    ):
+        if size <= 0:
+            raise ValueError("InfiniteShardSampler: the dataset is empty")
+        if total_batch % world_size:
+            raise ValueError(f"total batch {total_batch} is not divisible by the world size {world_size}")
+        self.size, self.seed, self.total_batch = size, seed, total_batch
+        self.rank, self.world_size, self.start_iter, self.shuffle = rank, world_size, start_iter, shuffle
+        self.per_rank = total_batch // world_size
+        self._perm_epoch = -1
+        self._perm: list[int] = []
+
+    def key(self, position: int) -> tuple[int, int]:
+        epoch, k = divmod(position, self.size)
+        if epoch != self._perm_epoch:
+            if self.shuffle:
+                g = torch.Generator().manual_seed(_mix(self.seed, epoch))
+                self._perm = torch.randperm(self.size, generator=g).tolist()
+            else:
+                self._perm = list(range(self.size))
+            self._perm_epoch = epoch
+        return epoch, self._perm[k]
+
+    def batch_keys(self, iteration: int) -> list[tuple[int, int]]:
+        base = iteration * self.total_batch + self.rank * self.per_rank
+        return [self.key(base + j) for j in range(self.per_rank)]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        it = self.start_iter
+        while True:
+            yield from self.batch_keys(it)
+            it += 1
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from several integers (numpy's SeedSequence hashing)."""
+    words = np.random.SeedSequence([int(v) % (1 << 63) for v in values]).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) | (int(words[1]) << 32)) & ((1 << 63) - 1)
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so that item ``(epoch, index)`` is drawn with its own seeded RNGs.
+
+    The global torch / numpy / python RNGs are seeded from ``(seed, epoch, index)`` for the duration
+    of the dataset call and restored afterwards, so random augmentation does not depend on loader
+    workers or on what ran before (a resumed run draws the same crops and flips).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        s = _mix(self.seed, 7919, epoch, index)
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(s)
+                random.seed(s)
+                np.random.seed(s % (1 << 32))
+                return self.dataset[index]
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def resolve_splits(data_dir: str | Path) -> tuple[Path, Path | None]:
+    """``(train_dir, val_dir or None)``: ``DIR/train`` (+ ``DIR/val``), or ``DIR`` itself as one split.
+
+    A single split may be any layout :class:`cfnet.data.PanopticDataset` reads (folder or JSON).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise FileNotFoundError(f"--data {data_dir}: no such folder")
+    if (data_dir / "train").is_dir():
+        val = data_dir / "val"
+        return data_dir / "train", (val if val.is_dir() else None)
+    return data_dir, None
+
+
+# ----------------------------------------------------------------------------------------------
+# optimiser and schedule
+
+
+def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD-momentum or AdamW; no weight decay on parameters with ndim <= 1 (biases, norm affines)."""
+    s = cfg.solver
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    if not groups:
+        raise ConfigError("the model has no trainable parameters (check model.backbone.frozen_stages)")
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    if s.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=s.base_lr, weight_decay=s.weight_decay)
+    raise ConfigError(f"config key 'solver.optimizer': {s.optimizer!r} is not one of sgd, adamw")
+
+
+def lr_factor(iteration: int, cfg: Config) -> float:
+    """LR multiplier at an iteration: linear warm-up, then ×gamma at each step."""
+    s = cfg.solver
+    factor = s.gamma ** bisect.bisect_right(sorted(s.steps), iteration)
+    if iteration < s.warmup_iters:
+        alpha = iteration / s.warmup_iters
+        factor *= s.warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    # A closure (not a callable object) so the state_dict keeps no copy of the schedule: on resume
+    # the config's schedule applies.
+    def factor(it: int) -> float:
+        return lr_factor(it, cfg)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ----------------------------------------------------------------------------------------------
+# distributed helpers
+
+
+def _dist_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
+    if device is None or str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+        if device.index is None:
+            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    return device
+
+
+def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in target.items()}
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        full = prefix + k
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _config_diff(va, vb, full + ".")
+        elif va != vb:
+            keys.append(full)
+    return keys
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+
+
+def train(
+    cfg: Config,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    evaluate_val: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg`` on ``data_dir`` (``train/`` [+ ``val/``] or one split folder) into ``out_dir``.
+
+    Works in a notebook (single process) and under torchrun (DDP; the process group is set up here
+    when ``WORLD_SIZE > 1`` and torn down at the end). ``callback`` gets every metrics record on
+    rank 0, e.g. for a live plot. Returns ``{"iteration", "last_checkpoint", "final_checkpoint",
+    "metrics" (the last record), "eval" (val metrics or None), "out_dir"}``.
+    Raises :class:`TrainingDiverged` on a non-finite loss or gradient (``last.pt`` is left as is).
+    """
+    cfg = validate(cfg)
+    out_dir = Path(out_dir)
+    rank, world, local_rank = _dist_env()
+    own_group = False
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if resolve_device(device, local_rank).type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        own_group = True
+    try:
+        return _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
+                      evaluate_val)
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
+           evaluate_val) -> dict[str, Any]:
+    from cfnet.data import PanopticDataset, build_transforms, collate
+    from cfnet.model import build_model
+
+    s = cfg.solver
+    main_proc = rank == 0
+    device = resolve_device(device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if s.batch_size % world:
+        raise ConfigError(
+            f"config key 'solver.batch_size': the total batch {s.batch_size} is not divisible by the "
+            f"{world} processes"
+        )
+    train_dir, val_dir = resolve_splits(data_dir)
+    last_path, final_path = out_dir / LAST, out_dir / FINAL
+
+    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % (1 << 32))
+    model = build_model(cfg).to(device)
+    categories = model.categories
+
+    ckpt = None
+    if resume:
+        if last_path.is_file():
+            ckpt = read_checkpoint(last_path)
+            _check_resume_config(cfg, ckpt, last_path, main_proc)
+        elif main_proc:
+            print(f"--resume: {last_path} does not exist yet; starting from iteration 0", file=sys.stderr)
+    elif last_path.exists():
+        raise FileExistsError(
+            f"{out_dir} already holds a run ({last_path}); pass --resume to continue it, or choose "
+            "another --out"
+        )
+
+    if ckpt is not None:
+        check_state_dict(model.state_dict(), ckpt["model"], last_path)
+        model.load_state_dict(ckpt["model"])
+    model.train()
+    if world > 1 and device.type == "cuda" and cfg.model.backbone.norm == "bn":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net: torch.nn.Module = model
+    if world > 1:
+        # Some FPN levels / branches may not reach the loss for every config (e.g. fewer grids
+        # than pyramid levels), hence find_unused_parameters.
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer)
+    use_amp = s.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    start_iter = 0
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(ckpt["scaler"])
+        start_iter = int(ckpt["iteration"])
+        set_rng_state(ckpt["rng"])
+        del ckpt
+
+    dataset = PanopticDataset(train_dir, categories=categories, transforms=build_transforms(cfg, train=True))
+    if len(dataset) == 0:
+        raise FileNotFoundError(f"--data {train_dir}: the split holds no images")
+    sampler = InfiniteShardSampler(
+        len(dataset), seed=cfg.seed, total_batch=s.batch_size, rank=rank, world_size=world,
+        start_iter=start_iter,
+    )
+    loader = DataLoader(
+        SeededSamples(dataset, cfg.seed),
+        batch_size=sampler.per_rank,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+
+    if main_proc:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+        _trim_metrics(out_dir / METRICS, start_iter if start_iter else None)
+
+    result: dict[str, Any] = {
+        "iteration": start_iter,
+        "last_checkpoint": str(last_path) if last_path.is_file() else None,
+        "final_checkpoint": None,
+        "metrics": None,
+        "eval": None,
+        "out_dir": str(out_dir),
+    }
+    if start_iter >= s.max_iters:
+        if main_proc:
+            print(f"{last_path} is at iteration {start_iter} >= solver.max_iters {s.max_iters}: done already")
+        return result
+
+    bar = None
+    if main_proc and progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=s.max_iters, initial=start_iter, desc="train", dynamic_ncols=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    max_norm = s.clip_grad_norm if s.clip_grad_norm is not None else math.inf
+    autocast = (
+        (lambda: torch.autocast(device_type="cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+    )
+    last_good = (start_iter if result["last_checkpoint"] else None)
+    period: dict[str, float] = {}
+    period_n, period_time, period_data = 0, 0.0, 0.0
+    run_start = time.perf_counter()
+    data_iter = iter(loader)
+    try:
+        for it in range(start_iter, s.max_iters):
+            t0 = time.perf_counter()
+            images, targets = next(data_iter)
+            images = [im.to(device, non_blocking=True) for im in images]
+            targets = [_to_device(t, device) for t in targets]
+            t_data = time.perf_counter() - t0
+            lr = optimizer.param_groups[0]["lr"]
+
+            with autocast():
+                losses = net(images, targets)
+            names = sorted(losses)
+            total = sum(losses[k] for k in names)
+            # One all-reduce gives the cross-rank average for logging and, since a NaN on any rank
+            # poisons the sum, a divergence decision that every rank takes together.
+            values = torch.stack([losses[k].detach().float() for k in names] + [total.detach().float()])
+            if world > 1:
+                dist.all_reduce(values)
+                values /= world
+            vals = values.tolist()
+            if not all(math.isfinite(v) for v in vals):
+                terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(names + ["total"], vals))
+                raise TrainingDiverged(
+                    f"training stopped: non-finite loss at iteration {it + 1} ({terms}); "
+                    + _kept(last_path, last_good)
+                )
+
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(total).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            if not math.isfinite(grad_norm) and not scaler.is_enabled():
+                # (with an fp16 GradScaler an inf gradient is routine: the scaler skips the step)
+                terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(names + ["total"], vals))
+                raise TrainingDiverged(
+                    f"training stopped: non-finite gradient norm at iteration {it + 1} (losses {terms}); "
+                    + _kept(last_path, last_good)
+                )
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+
+            done = it + 1
+            dt = time.perf_counter() - t0
+            for k, v in zip(names + ["loss"], vals):
+                period[k] = period.get(k, 0.0) + v
+            period_n, period_time, period_data = period_n + 1, period_time + dt, period_data + t_data
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{vals[-1]:.3f}", lr=f"{lr:.2e}", refresh=False)
+
+            if done % s.log_period == 0 or done == s.max_iters:
+                sec = period_time / period_n
+                record = {
+                    "iteration": done,
+                    "lr": lr,
+                    **{k: v / period_n for k, v in period.items()},
+                    "grad_norm": grad_norm,
+                    "time": sec,
+                    "data_time": period_data / period_n,
+                    "elapsed": time.perf_counter() - run_start,
+                    "eta_seconds": sec * (s.max_iters - done),
+                }
+                period, period_n, period_time, period_data = {}, 0, 0.0, 0.0
+                result["metrics"] = record
+                if main_proc:
+                    with open(out_dir / METRICS, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    if callback is not None:
+                        callback(record)
+
+            if done % s.checkpoint_period == 0 or done == s.max_iters:
+                if not _all_finite(model):
+                    raise TrainingDiverged(
+                        f"training stopped: parameters became non-finite at iteration {done}; "
+                        + _kept(last_path, last_good)
+                    )
+                if main_proc:
+                    save_checkpoint(
+                        last_path, model=model, cfg=cfg, optimizer=optimizer, scheduler=scheduler,
+                        scaler=scaler, iteration=done,
+                        extra={"sampler_position": done * s.batch_size, "world_size": world},
+                    )
+                last_good = done
+            result["iteration"] = done
+    finally:
+        if bar is not None:
+            bar.close()
+        del data_iter
+
+    result["last_checkpoint"] = str(last_path)
+    if main_proc:
+        save_checkpoint(final_path, model=model, cfg=cfg, iteration=result["iteration"])
+        result["final_checkpoint"] = str(final_path)
+        if evaluate_val and val_dir is not None:
+            from cfnet.engine.evaluate import evaluate
+
+            model.eval()
+            metrics = evaluate(model, val_dir, out_dir / "eval", device=str(device), progress=progress)
+            (out_dir / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            result["eval"] = metrics
+    if world > 1:
+        dist.barrier()
+    return result
+
+
+def _kept(last_path: Path, last_good: int | None) -> str:
+    if last_good is None:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint {last_path} (iteration {last_good}) was kept"
+
+
+def _trim_metrics(path: Path, keep_upto: int | None) -> None:
+    """Fresh run: empty the log. Resume at i: drop records after i (they belong to the lost tail)."""
+    if keep_upto is None or not path.is_file():
+        path.write_text("")
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iteration", 0) <= keep_upto:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _check_resume_config(cfg: Config, ckpt: dict, path: Path, main_proc: bool) -> None:
+    diff = _config_diff(cfg.to_dict(), ckpt["config"])
+    model_diff = [k for k in diff if k.startswith("model.")]
+    if model_diff:
+        raise CheckpointError(
+            f"--resume: the model config differs from the one in {path} ({', '.join(model_diff)}); "
+            "resume with the same preset and model overrides"
+        )
+    other = [k for k in diff if k not in _RESUME_FREE]
+    if other and main_proc:
+        print(f"--resume: config differs from {path} in {', '.join(other)} (new values used)",
+              file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", required=True, help="preset name (see cfnet/presets) or a YAML path")
+    parser.add_argument("--data", required=True, help="folder with train/ [+ val/] splits, or one split")
+    parser.add_argument("--out", required=True, help="run folder (config.yaml, metrics.jsonl, last.pt, ...)")
+    parser.add_argument("--max-iters", type=int, default=None, help="override solver.max_iters")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation on DIR/val at the end")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        cfg = get_config(args.preset, args.overrides)
+        if args.max_iters is not None:
+            if args.max_iters <= 0:
+                raise ConfigError(f"--max-iters: expected a positive integer, got {args.max_iters}")
+            apply_overrides(cfg, [f"solver.max_iters={args.max_iters}"])
+        result = train(
+            cfg, args.data, args.out, resume=args.resume, device=args.device,
+            progress=not args.no_progress, evaluate_val=not args.no_eval,
+        )
+    except TrainingDiverged as e:
+        if _dist_env()[0] == 0:
+            print(f"cfnet train: {e}", file=sys.stderr)
+        return 1
+    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"cfnet train: {e}", file=sys.stderr)
+        return 2
+    if _dist_env()[0] == 0:
+        print(f"done: iteration {result['iteration']}, checkpoints in {result['out_dir']}")
+        if result["eval"]:
+            from cfnet.engine.evaluate import format_table
+
+            print(format_table(result["eval"]))
+    return 0
