@@ -274,6 +274,9 @@ def test_correlation_map_matches_eq6_loop(kind):
         m.correlation_map(x, (0, -1))
     with pytest.raises(ValueError, match="pair"):
         m.correlation_map(x, 3)
+    with pytest.raises(ValueError, match="int"):
+        m.correlation_map(x, (1.5, 2))
+    torch.testing.assert_close(m.correlation_map(x, torch.tensor([2, 4])), m.correlation_map(x, (2, 4)))
 
 
 def test_scm_global_refuses_above_limit_with_clear_error():

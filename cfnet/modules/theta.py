@@ -22,6 +22,7 @@ additive term in the ICM) but not constant over the map, and every parameter get
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -88,10 +89,18 @@ def check_point(point: Sequence[int], height: int, width: int) -> tuple[int, int
         row, col = point
     except (TypeError, ValueError):
         raise ValueError(f"point must be a pair (row, col), got {point!r}") from None
-    row, col = (int(v) if isinstance(v, Tensor) and v.numel() == 1 else v for v in (row, col))
+    checked = []
+    for name, v in (("row", row), ("col", col)):
+        if isinstance(v, Tensor) and v.numel() == 1 and not v.is_floating_point():
+            v = v.item()
+        try:  # ints, numpy integers, 0-d integer tensors; not floats or bools
+            if isinstance(v, bool):
+                raise TypeError
+            checked.append(operator.index(v))
+        except TypeError:
+            raise ValueError(f"point {name} must be an int, got {v!r}") from None
+    row, col = checked
     for name, v, size in (("row", row, height), ("col", col, width)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"point {name} must be an int, got {v!r}")
         if not 0 <= v < size:
             raise ValueError(
                 f"point {(row, col)} lies outside the {height}x{width} feature map "
