@@ -146,23 +146,23 @@ def load_panoptic_json(path: str | os.PathLike) -> dict:
         if not isinstance(data.get(key), list):
             raise PanopticFormatError(f"{path}: missing or non-list field {key!r}")
 
+    checks = {
+        "int": _is_int,
+        "pos": lambda v: _is_int(v) and v > 0,
+        "str": lambda v: isinstance(v, str) and v != "",
+        "list": lambda v: isinstance(v, list),
+        "id": lambda v: _is_int(v) or (isinstance(v, str) and v != ""),
+        "flag": lambda v: _is_int(v) and v in (0, 1),
+    }
+
     def need(rec: Any, fields: dict[str, str], where: str) -> None:
         if not isinstance(rec, dict):
             raise PanopticFormatError(f"{path}: {where} is not an object")
         for f, kind in fields.items():
             if f not in rec:
                 raise PanopticFormatError(f"{path}: {where} has no {f!r} field")
-            v = rec[f]
-            ok = {
-                "int": _is_int(v),
-                "pos": _is_int(v) and v > 0,
-                "str": isinstance(v, str) and v != "",
-                "list": isinstance(v, list),
-                "id": _is_int(v) or (isinstance(v, str) and v != ""),
-                "flag": _is_int(v) and v in (0, 1),
-            }[kind]
-            if not ok:
-                raise PanopticFormatError(f"{path}: {where}: field {f!r} has invalid value {v!r}")
+            if not checks[kind](rec[f]):
+                raise PanopticFormatError(f"{path}: {where}: field {f!r} has invalid value {rec[f]!r}")
 
     for i, c in enumerate(data["categories"]):
         need(c, {"id": "int", "name": "str", "isthing": "flag"}, f"categories[{i}]")
@@ -171,6 +171,7 @@ def load_panoptic_json(path: str | os.PathLike) -> dict:
     except ValueError as e:
         raise PanopticFormatError(f"{path}: {e}") from e
 
+    cat_ids = {r["id"] for r in cats.records}
     images = {}
     for i, im in enumerate(data["images"]):
         need(im, {"id": "id", "file_name": "str", "height": "pos", "width": "pos"}, f"images[{i}]")
@@ -189,6 +190,16 @@ def load_panoptic_json(path: str | os.PathLike) -> dict:
             raise PanopticFormatError(f"{path}: {where}: image_id {ann['image_id']!r} is annotated twice")
         annotated.add(ann["image_id"])
         for j, s in enumerate(ann["segments_info"]):
+            # fast path for the common well-formed record (COCO train has 1.7 M of them)
+            if (
+                type(s) is dict
+                and type(s.get("id")) is int
+                and 0 < s["id"] < 256**3
+                and type(s.get("category_id")) is int
+                and s["category_id"] in cat_ids
+                and s.get("iscrowd") in (0, 1)
+            ):
+                continue
             need(s, {"id": "pos", "category_id": "int", "iscrowd": "flag"}, f"{where} segments_info[{j}]")
             if s["id"] >= 256**3:
                 raise PanopticFormatError(f"{path}: {where} segments_info[{j}]: id {s['id']} >= 256^3")
