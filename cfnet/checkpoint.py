@@ -26,7 +26,9 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -192,12 +194,22 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path}: is a folder, expected a .pt file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4" on a plain pickle: the error says more
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only refuses arbitrary classes: a file pickled by other code (or tampered with).
+        # torch's message suggests weights_only=False; never do that. Keep only the unpickler's reason.
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if m:  # an arbitrary class: a file pickled by other code (or tampered with)
+            raise CheckpointError(
+                f"checkpoint {path}: not a CFNet checkpoint — it holds objects other than tensors and "
+                f"plain containers (class {m.group(1)}), which are refused for safety"
+            ) from e
+        m = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", str(e))
+        reason = m.group(1) if m else _first_line(e)
         raise CheckpointError(
-            f"checkpoint {path}: not a CFNet checkpoint — it holds objects other than tensors and plain "
-            f"containers, which are refused for safety ({_first_line(e)})"
+            f"checkpoint {path}: cannot be read — the file is corrupted or truncated, or not a torch file "
+            f"({reason})"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
