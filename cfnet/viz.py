@@ -574,7 +574,7 @@ def fourier_curves_figure(
     fig = make_subplots(
         rows=2,
         cols=2,
-        vertical_spacing=0.2,
+        vertical_spacing=0.3,
         subplot_titles=(
             "G(θ<sup>hor</sup><sub>u</sub>, x) along the row",
             "G(θ<sup>ver</sup><sub>u</sub>, y) along the column",
@@ -635,7 +635,7 @@ def fourier_curves_figure(
     fig.update_layout(
         title=title,
         barmode="group",
-        height=520,
+        height=580,
         margin={"l": 60, "r": 20, "t": 80, "b": 50},
         legend={"orientation": "h", "y": -0.12},
     )

@@ -1,0 +1,683 @@
+"""The demo's logic as plain functions: the Gradio UI, its API and the tests all call these.
+
+Nothing here imports gradio. Bad input raises :class:`DemoError` with a message meant for the
+user (the UI shows it with ``gr.Error``); conversions the user should know about (grayscale,
+alpha, 16-bit, downscaling) are collected as warnings (the UI shows them with ``gr.Warning``).
+
+- :func:`segment` ``(image, checkpoint_name) -> (overlay, segments_table, semantic_map)``
+- :func:`inspect` ``(image, row, col, level, checkpoint_name) -> InspectResult`` (the highlighted
+  panoptic result, six plotly figures and a Markdown summary)
+
+``image`` is a file path, a numpy array or a PIL image; ``row``/``col`` are pixels of that
+(original) image. Images whose longer side exceeds ``max_side`` are downscaled before the model
+sees them; clicks are mapped through that downscale with the pixel-centre convention of
+:mod:`cfnet.inspect`, so the point inspected is the one clicked.
+
+Module-level :func:`segment` / :func:`inspect` use a default :class:`Demo` (the shipped
+checkpoint); :func:`configure` replaces it, as ``cfnet demo`` does with its arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SIDE = 1024
+MIN_SIDE = 8
+# The UI shows small results enlarged by an integer factor up to this side (nearest neighbour,
+# server-side: Gradio maps clicks to the natural pixels of the image it shows and assumes the
+# browser never upscales it).
+DISPLAY_MIN_SIDE = 512
+DEFAULT_CHECKPOINT_NAME = "shapes-tiny (shipped)"
+LEVEL_CHOICES = ("P2", "P3", "P4", "P5", "P6")
+TABLE_HEADERS = ["id", "category", "type", "score", "area (px)", "area (%)"]
+_CACHE_SIZE = 8
+
+
+class DemoError(ValueError):
+    """Bad input or an unusable checkpoint; the message is shown to the user as is."""
+
+
+# ----------------------------------------------------------------------------------------------
+# images
+
+
+@dataclass
+class LoadedImage:
+    """An input image ready for the model: RGB uint8 (downscaled to ``max_side`` if needed)."""
+
+    array: np.ndarray  # h × w × 3 uint8, what the model sees
+    original_size: tuple[int, int]  # (H, W) of the image the user gave (points refer to it)
+    name: str
+    warnings: list[str] = field(default_factory=list)
+    key: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.array.shape[0]), int(self.array.shape[1])
+
+    @property
+    def downscaled(self) -> bool:
+        return self.size != self.original_size
+
+    def to_processed(self, row: int, col: int) -> tuple[int, int]:
+        """The processed-image pixel whose area holds the centre of original pixel ``(row, col)``."""
+        (h, w), (oh, ow) = self.size, self.original_size
+        return (min(h - 1, (2 * row + 1) * h // (2 * oh)), min(w - 1, (2 * col + 1) * w // (2 * ow)))
+
+    def to_original(self, row: int, col: int, factor: int = 1) -> tuple[int, int]:
+        """The original pixel holding the centre of processed pixel ``(row, col)``.
+
+        With ``factor`` k, ``(row, col)`` is a pixel of the processed image enlarged k times (the
+        UI's display, :meth:`display_factor`) — what a click on the shown result gives.
+        """
+        (h, w), (oh, ow) = self.size, self.original_size
+        h, w = h * factor, w * factor
+        row = min(max(int(row), 0), h - 1)
+        col = min(max(int(col), 0), w - 1)
+        return (min(oh - 1, (2 * row + 1) * oh // (2 * h)), min(ow - 1, (2 * col + 1) * ow // (2 * w)))
+
+    @property
+    def display_factor(self) -> int:
+        """Integer enlargement the UI applies to results of small images (see DISPLAY_MIN_SIDE)."""
+        return max(1, DISPLAY_MIN_SIDE // max(self.size))
+
+    def to_display(self, image: np.ndarray | None) -> np.ndarray | None:
+        """``image`` (processed size) enlarged by :attr:`display_factor`, nearest neighbour."""
+        k = self.display_factor
+        if image is None or k == 1:
+            return image
+        return np.repeat(np.repeat(image, k, axis=0), k, axis=1)
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, (str, Path)):
+        return Path(source).name
+    if isinstance(source, Mapping):
+        return str(source.get("orig_name") or Path(str(source.get("path", "image"))).name)
+    return "the image"
+
+
+def _to_uint8(arr: np.ndarray, name: str, notes: list[str]) -> np.ndarray:
+    """Any numeric H×W[×C] array to uint8 on the usual scale of its dtype."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16 or (
+        np.issubdtype(arr.dtype, np.integer)
+        and arr.size
+        and arr.min() >= 0
+        and arr.max() <= 65535
+        and arr.max() > 255
+    ):
+        notes.append(f"{name} has 16 bits per channel; it was converted to 8 bits (value / 257).")
+        return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            notes.append(f"{name} has values outside 0..255; they were rescaled to 0..255.")
+            lo, hi = float(arr.min()), float(arr.max())
+            return np.round((arr - lo) / max(hi - lo, 1.0) * 255).astype(np.uint8)
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+        if not np.isfinite(arr).all():
+            raise DemoError(f"{name} holds NaN or infinite values.")
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            if arr.min() >= 0 and arr.max() <= 255:
+                return np.round(arr).astype(np.uint8)
+            notes.append(f"{name} has float values outside [0, 1]; they were rescaled to 0..255.")
+            lo, hi = float(arr.min()), float(arr.max())
+            return np.round((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
+        return np.round(arr * 255).astype(np.uint8)
+    raise DemoError(f"{name}: unsupported pixel type {arr.dtype}.")
+
+
+def _rgb_from_array(arr: np.ndarray, name: str, notes: list[str]) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        notes.append(f"{name} is grayscale; it was converted to RGB.")
+        arr = _to_uint8(arr, name, notes)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (2, 3, 4):
+        raise DemoError(f"{name}: expected an H×W, H×W×3 or H×W×4 image, got an array of shape {arr.shape}.")
+    arr = _to_uint8(arr, name, notes)
+    if arr.shape[2] == 2:  # gray + alpha
+        arr = np.concatenate([np.repeat(arr[..., :1], 3, axis=2), arr[..., 1:]], axis=2)
+        notes.append(f"{name} is grayscale; it was converted to RGB.")
+    if arr.shape[2] == 4:
+        alpha = arr[..., 3:4].astype(np.float64) / 255.0
+        if (alpha < 1).any():
+            notes.append(f"{name} has an alpha channel; transparent parts were drawn over white.")
+        arr = np.round(arr[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(arr[..., :3])
+
+
+def _rgb_from_pil(im: Image.Image, name: str, notes: list[str]) -> np.ndarray:
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
+        notes.append(f"{name} has several frames; the first one is used.")
+    im.load()
+    try:
+        im = ImageOps.exif_transpose(im)  # what the browser shows, so clicks match
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop the demo
+        pass
+    mode = im.mode
+    if mode in ("RGB", "L", "RGBA", "LA") or mode.startswith("I") or mode == "F":
+        return _rgb_from_array(np.asarray(im), name, notes)
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA")
+        return _rgb_from_array(np.asarray(im), name, notes)
+    if mode == "1":
+        notes.append(f"{name} is black-and-white; it was converted to RGB.")
+        return np.repeat((np.asarray(im, dtype=np.uint8) * 255)[..., None], 3, axis=2)
+    notes.append(f"{name} is in {mode} colours; it was converted to RGB.")
+    return np.asarray(im.convert("RGB"))
+
+
+def load_image(source: Any, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
+    """Read ``source`` (path, numpy array, PIL image, or a Gradio file dict) as RGB uint8.
+
+    Grayscale, palette, alpha (drawn over white), 16-bit and float images are converted, EXIF
+    rotation applied, and an image whose longer side exceeds ``max_side`` is downscaled (Pillow's
+    antialiased bilinear resize) — each with a warning. Unreadable input raises DemoError.
+    """
+    if source is None or (isinstance(source, str) and not source.strip()):
+        raise DemoError("No image loaded: pick an example or upload an image first.")
+    name = _source_name(source)
+    notes: list[str] = []
+    if isinstance(source, Mapping):  # a Gradio FileData dict (API calls)
+        source = source.get("path")
+        if not source:
+            raise DemoError("No image loaded: pick an example or upload an image first.")
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise DemoError(f"{name}: no such file.")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    rgb = _rgb_from_pil(im, name, notes)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise DemoError(f"{name}: the image is too large to decode safely ({e}).") from None
+        except UnidentifiedImageError:
+            raise DemoError(
+                f"{name}: not an image file Pillow can read (PNG, JPEG, WebP, BMP, TIFF, ...)."
+            ) from None
+        except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+            raise DemoError(f"{name}: the image file is corrupt or truncated ({e}).") from None
+    elif isinstance(source, Image.Image):
+        rgb = _rgb_from_pil(source, name, notes)
+    elif isinstance(source, np.ndarray):
+        rgb = _rgb_from_array(source, name, notes)
+    else:
+        raise DemoError(f"expected an image file, numpy array or PIL image, got {type(source).__name__}.")
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise DemoError(f"{name} is {h}×{w} pixels; the model needs at least {MIN_SIDE} pixels per side.")
+    if not isinstance(max_side, int) or max_side < MIN_SIDE:
+        raise DemoError(f"max_side must be an integer >= {MIN_SIDE}, got {max_side!r}.")
+    original = (h, w)
+    if max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
+        rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.BILINEAR))
+        notes.append(
+            f"{name} is {w}×{h} pixels; it was downscaled to {size[1]}×{size[0]} (--max-side {max_side}). "
+            "Clicks still refer to the original pixels."
+        )
+    digest = hashlib.sha1(np.ascontiguousarray(rgb).tobytes())
+    digest.update(repr((original, rgb.shape)).encode())
+    return LoadedImage(np.ascontiguousarray(rgb), original, name, notes, digest.hexdigest())
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints
+
+
+class _LRU:
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
+        self.size = size
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get_or_create(self, key: Any, create: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key in self.data:
+                self.data.move_to_end(key)
+                return self.data[key]
+        value = create()
+        with self.lock:
+            self.data[key] = value
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+        return value
+
+
+def discover_checkpoints(
+    checkpoint: str | Path | None = "default", checkpoint_dir: str | Path | None = None
+) -> dict[str, str]:
+    """The chooser's entries: ``{display name: path or "default"}``.
+
+    ``checkpoint`` (``"default"`` = the shipped shapes-tiny model, or a path) comes first; every
+    ``*.pt`` in ``checkpoint_dir`` follows, named by file name.
+    """
+    found: dict[str, str] = {}
+    if checkpoint is not None:
+        if str(checkpoint) == "default":
+            found[DEFAULT_CHECKPOINT_NAME] = "default"
+        else:
+            found[Path(checkpoint).name] = str(checkpoint)
+    if checkpoint_dir is not None:
+        folder = Path(checkpoint_dir)
+        if not folder.is_dir():
+            raise DemoError(f"--checkpoint-dir {folder}: not a folder.")
+        for path in sorted(folder.glob("*.pt")):
+            name = path.name
+            if name in found and found[name] != str(path):
+                name = str(path)
+            found.setdefault(name, str(path))
+    return found
+
+
+class _Loaded(NamedTuple):
+    model: Any
+    lock: threading.Lock
+
+
+# ----------------------------------------------------------------------------------------------
+# results
+
+
+class SegmentResult(NamedTuple):
+    overlay: np.ndarray  # h × w × 3 uint8: the panoptic result over the (processed) image
+    segments: Any  # pandas DataFrame with TABLE_HEADERS
+    semantic: np.ndarray  # h × w × 3 uint8: the semantic branch's argmax in category colours
+
+
+class InspectResult(NamedTuple):
+    highlight: np.ndarray  # the panoptic result with the clicked segment highlighted
+    scm_map: Any  # plotly figures (a note figure where the model has no such module / level)
+    scm_weights: Any
+    scm_curves: Any
+    icm_map: Any
+    icm_references: Any
+    icm_curves: Any
+    info: str  # Markdown summary
+    data: dict  # the raw cfnet.inspect.inspect_point result
+
+
+@dataclass
+class _Prediction:
+    panoptic_seg: np.ndarray
+    segments_info: list[dict]
+    sem_probs: Any
+    overlay: np.ndarray
+
+
+class Demo:
+    """Checkpoints, the ``max_side`` setting and small caches behind :func:`segment` / :func:`inspect`.
+
+    Models load lazily on first use and are kept; each is used under its own lock (inference and
+    the caches are safe with Gradio's concurrent workers).
+    """
+
+    def __init__(
+        self,
+        checkpoints: Mapping[str, str | Path] | None = None,
+        max_side: int = DEFAULT_MAX_SIDE,
+        device: str = "cpu",
+    ) -> None:
+        self.checkpoints = dict(checkpoints or {DEFAULT_CHECKPOINT_NAME: "default"})
+        if not self.checkpoints:
+            raise DemoError("no checkpoints to choose from")
+        if not isinstance(max_side, int) or max_side < MIN_SIDE:
+            raise DemoError(f"--max-side must be an integer >= {MIN_SIDE}, got {max_side!r}")
+        self.max_side = max_side
+        self.device = device
+        self._models: dict[str, _Loaded] = {}
+        self._models_lock = threading.Lock()
+        self._images = _LRU()
+        self._predictions = _LRU()
+        self._inputs = _LRU()
+
+    @property
+    def checkpoint_names(self) -> list[str]:
+        return list(self.checkpoints)
+
+    @property
+    def default_checkpoint(self) -> str:
+        return next(iter(self.checkpoints))
+
+    # ---------------------------------------------------------------- pieces
+    def model(self, name: str | None) -> _Loaded:
+        """The model of checkpoint ``name`` (loaded on first use); DemoError when it cannot load."""
+        name = name or self.default_checkpoint
+        if name not in self.checkpoints:
+            raise DemoError(f"unknown checkpoint {name!r}; choose one of: {', '.join(self.checkpoints)}")
+        with self._models_lock:
+            if name not in self._models:
+                from cfnet.checkpoint import CheckpointError, load_checkpoint
+                from cfnet.config import ConfigError
+
+                try:
+                    model, _, _ = load_checkpoint(self.checkpoints[name], device=self.device)
+                except (CheckpointError, ConfigError, OSError, ValueError, KeyError) as e:
+                    raise DemoError(f"Checkpoint {name!r} cannot be used: {e}") from None
+                self._models[name] = _Loaded(model, threading.Lock())
+            return self._models[name]
+
+    def image(self, source: Any) -> LoadedImage:
+        key = None
+        if isinstance(source, Mapping):
+            source = source.get("path") or None
+        if isinstance(source, (str, Path)) and Path(source).is_file():
+            st = Path(source).stat()
+            key = (str(Path(source).resolve()), st.st_mtime_ns, st.st_size, self.max_side)
+        if key is None:
+            return load_image(source, self.max_side)
+        return self._images.get_or_create(key, lambda: load_image(source, self.max_side))
+
+    def prediction(self, name: str, loaded: LoadedImage) -> _Prediction:
+        entry = self.model(name)
+        name = name or self.default_checkpoint
+
+        def run() -> _Prediction:
+            from cfnet.viz import panoptic_overlay
+
+            with entry.lock:
+                out = entry.model([_to_tensor(loaded.array)])[0]
+            seg = out["panoptic_seg"].cpu().numpy()
+            info = list(out["segments_info"])
+            overlay = panoptic_overlay(loaded.array, seg, info, entry.model.categories)
+            return _Prediction(seg, info, out["sem_seg"].cpu(), overlay)
+
+        return self._predictions.get_or_create((name, loaded.key), run)
+
+    def module_inputs(self, name: str, loaded: LoadedImage):
+        from cfnet.inspect import module_inputs
+
+        entry = self.model(name)
+        name = name or self.default_checkpoint
+
+        def run():
+            with entry.lock:
+                return module_inputs(entry.model, _to_tensor(loaded.array), image_size=loaded.original_size)
+
+        return self._inputs.get_or_create((name, loaded.key), run)
+
+    # ---------------------------------------------------------------- the two functions
+    def segment(self, image: Any, checkpoint_name: str | None = None) -> SegmentResult:
+        """Panoptic overlay, segments table and semantic map of ``image``."""
+        import pandas as pd
+
+        from cfnet.viz import semantic_color_map
+
+        loaded = self.image(image)
+        entry = self.model(checkpoint_name)
+        pred = self.prediction(checkpoint_name or self.default_checkpoint, loaded)
+        cats = entry.model.categories
+        total = float(pred.panoptic_seg.size)
+        rows = []
+        for s in pred.segments_info:
+            cat = cats.contiguous(s["category_id"])
+            rows.append(
+                [
+                    int(s["id"]),
+                    cats.name(cat),
+                    "thing" if s.get("isthing", cats.is_thing(cat)) else "stuff",
+                    round(float(s.get("score", 1.0)), 3),
+                    int(s.get("area", 0)),
+                    round(100.0 * int(s.get("area", 0)) / total, 2),
+                ]
+            )
+        table = pd.DataFrame(rows, columns=TABLE_HEADERS)
+        semantic = semantic_color_map(pred.sem_probs, cats, image=loaded.array)
+        return SegmentResult(pred.overlay, table, semantic)
+
+    def inspect(
+        self, image: Any, row: Any, col: Any, level: str = "P3", checkpoint_name: str | None = None
+    ) -> InspectResult:
+        """Correlations learned by SCM and ICM at original-image pixel ``(row, col)`` (see module doc)."""
+        from cfnet.inspect import LEVELS, inspect_point
+        from cfnet.viz import highlight_segment
+
+        if image is None:
+            raise DemoError("No image loaded: pick an example or upload an image, then click on it.")
+        loaded = self.image(image)
+        row, col = _check_pixel(row, col, loaded.original_size)
+        lvl = str(level or "P3").strip().lower()
+        if lvl not in LEVELS:
+            raise DemoError(f"level must be one of {', '.join(LEVEL_CHOICES)}, got {level!r}")
+        name = checkpoint_name or self.default_checkpoint
+        entry = self.model(name)
+        pred = self.prediction(name, loaded)
+        inputs = self.module_inputs(name, loaded)
+        data = inspect_point(entry.model, None, (row, col), lvl, inputs=inputs)
+        prow, pcol = loaded.to_processed(row, col)
+        seg_id = int(pred.panoptic_seg[prow, pcol])
+        segment = next((s for s in pred.segments_info if int(s["id"]) == seg_id), None)
+        highlight = highlight_segment(pred.overlay, pred.panoptic_seg, seg_id or None, point=(prow, pcol))
+        figures = _figures(data, loaded)
+        info = _info_markdown(data, loaded, segment, entry.model.categories, name)
+        return InspectResult(highlight, *figures, info, data)
+
+
+def _to_tensor(array: np.ndarray):
+    import torch
+
+    return torch.tensor(array).permute(2, 0, 1).float().div_(255.0)  # a copy: the array may be read-only
+
+
+def _check_pixel(row: Any, col: Any, size: tuple[int, int]) -> tuple[int, int]:
+    out = []
+    for name, v, n in (("row", row, size[0]), ("col", col, size[1])):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            raise DemoError("No pixel chosen: click on the image (or enter row and col).")
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise DemoError(f"{name} must be a pixel index, got {v!r}") from None
+        if not math.isfinite(f) or f != int(f):
+            raise DemoError(f"{name} must be a whole pixel index, got {v!r}")
+        if not 0 <= f < n:
+            raise DemoError(
+                f"pixel ({row}, {col}) is outside the image, which is {size[0]} rows × {size[1]} columns "
+                f"({name} must be in 0..{n - 1})."
+            )
+        out.append(int(f))
+    return out[0], out[1]
+
+
+def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
+    from cfnet.viz import (
+        axial_weights_figure,
+        correlation_heatmap_figure,
+        fourier_curves_figure,
+        note_figure,
+        reference_grid_figure,
+    )
+
+    level = data["level"].upper()
+    point = data["point"]
+    extent = loaded.original_size
+    background = loaded.array
+
+    def heatmap(info: dict, title: str, references: bool = False):
+        vr, vc = info["valid_size"]
+        refs = None
+        if references:
+            refs = (info["reference_ys_image"], info["reference_xs_image"])
+        return correlation_heatmap_figure(
+            info["correlation_map"][:vr, :vc],
+            image=background,
+            point=point,
+            title=title,
+            cell_size=info["stride"],
+            extent=extent,
+            references=refs,
+        )
+
+    def curves(info: dict, title: str):
+        h, w = info["feature_size"]
+        return fourier_curves_figure(
+            info["theta_hor"],
+            info["theta_ver"],
+            w,
+            h,
+            point=info["feature_point"],
+            stride=info["stride"],
+            title=title,
+        )
+
+    scm, icm = data["scm"], data["icm"]
+    if scm is not None:
+        ys, xs = scm["cell_centres"]
+        fi, fj = scm["feature_point"]
+        scm_figs = (
+            heatmap(scm, f"SCM: cor₂d(u, ·) at {level} ({scm['feature_size'][0]}×{scm['feature_size'][1]})"),
+            axial_weights_figure(
+                scm["row_weights"],
+                scm["col_weights"],
+                row_positions=xs,
+                col_positions=ys,
+                point=(ys[fi], xs[fj]),
+                title=f"SCM: softmax weights of Eq. 9 along u's row and column ({level})",
+            ),
+            curves(
+                scm,
+                f"SCM: G(θ<sub>u</sub><sup>hor</sup>, x) and G(θ<sub>u</sub><sup>ver</sup>, y) at {level}",
+            ),
+        )
+    else:
+        note = data["scm_note"] or "No SCM data."
+        scm_figs = (
+            note_figure(note, "SCM: cor₂d(u, ·)"),
+            note_figure(note, "SCM: Eq. 9 weights"),
+            note_figure(note, "SCM: Fourier curves"),
+        )
+    if icm is not None:
+        refs = icm["references"]
+        icm_figs = (
+            heatmap(
+                icm,
+                f"ICM: cor₂d(u, ·) at {level} ({icm['feature_size'][0]}×{icm['feature_size'][1]})",
+                references=True,
+            ),
+            reference_grid_figure(
+                refs,
+                icm["reference_ys_image"],
+                icm["reference_xs_image"],
+                image=background,
+                extent=extent,
+                title=(
+                    f"ICM: c<sub>u</sub>, correlations with the {refs.shape[0]}×{refs.shape[1]} "
+                    "reference points (Eq. 10)"
+                ),
+            ),
+            curves(
+                icm,
+                f"ICM: G(θ<sub>u</sub><sup>hor</sup>, x) and G(θ<sub>u</sub><sup>ver</sup>, y) at {level}",
+            ),
+        )
+    else:
+        note = data["icm_note"] or "No ICM data."
+        icm_figs = (
+            note_figure(note, "ICM: cor₂d(u, ·)"),
+            note_figure(note, "ICM: reference points"),
+            note_figure(note, "ICM: Fourier curves"),
+        )
+    return scm_figs + icm_figs
+
+
+def _info_markdown(data: dict, loaded: LoadedImage, segment: dict | None, categories: Any, name: str) -> str:
+    row, col = data["point"]
+    (oh, ow), (h, w) = loaded.original_size, loaded.size
+    lines = [f"**Pixel** row {row}, col {col} of the image ({ow} wide × {oh} high; checkpoint *{name}*)."]
+    if loaded.downscaled:
+        lines.append(f"The model saw the image downscaled to {w} × {h}.")
+    if segment is None:
+        lines.append("**Segment:** void (no segment at this pixel).")
+    else:
+        cat = categories.contiguous(segment["category_id"])
+        kind = "thing" if segment.get("isthing", categories.is_thing(cat)) else "stuff"
+        lines.append(
+            f"**Segment:** {categories.name(cat)} ({kind}), id {segment['id']}, "
+            f"score {float(segment['score']):.3f}, area {int(segment['area'])} px."
+        )
+    level = data["level"].upper()
+    for key, label in (("scm", "SCM"), ("icm", "ICM")):
+        info = data[key]
+        if info is None:
+            lines.append(f"**{label}:** {data[key + '_note']}")
+            continue
+        fh, fw = info["feature_size"]
+        fi, fj = info["feature_point"]
+        sy, sx = info["stride"]
+        text = (
+            f"**{label} at {level}:** map {fh}×{fw}, pixel → cell (row {fi}, col {fj}); one cell = "
+            f"{sy:.2f}×{sx:.2f} image pixels."
+        )
+        if key == "icm" and info.get("input_stride"):
+            text += " " + info["input_stride"]
+        lines.append(text)
+    return "\n\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# the module-level API
+
+
+_default: Demo | None = None
+_default_lock = threading.Lock()
+
+
+def configure(checkpoints: Mapping[str, str | Path] | None = None, max_side: int = DEFAULT_MAX_SIDE) -> Demo:
+    """Replace the default :class:`Demo` used by :func:`segment` and :func:`inspect`."""
+    global _default
+    with _default_lock:
+        _default = Demo(checkpoints, max_side)
+        return _default
+
+
+def set_demo(demo: Demo) -> None:
+    """Make ``demo`` the default (``build_app`` does, so the UI and these functions share models)."""
+    global _default
+    with _default_lock:
+        _default = demo
+
+
+def get_demo() -> Demo:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Demo()
+        return _default
+
+
+def segment(image: Any, checkpoint_name: str | None = None) -> SegmentResult:
+    """``(overlay, segments_table, semantic_map)`` of ``image`` with the default Demo."""
+    return get_demo().segment(image, checkpoint_name)
+
+
+def inspect(
+    image: Any, row: Any, col: Any, level: str = "P3", checkpoint_name: str | None = None
+) -> InspectResult:
+    """Figures and summary for original-image pixel ``(row, col)`` at ``level`` with the default Demo."""
+    return get_demo().inspect(image, row, col, level, checkpoint_name)
