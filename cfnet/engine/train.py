@@ -474,8 +474,8 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
                 period[k] = period.get(k, 0.0) + v
             period_n, period_time, period_data = period_n + 1, period_time + dt, period_data + t_data
             if bar is not None:
-                bar.update(1)
                 bar.set_postfix(loss=f"{vals[-1]:.3f}", lr=f"{lr:.2e}", refresh=False)
+                bar.update(1)
 
             if done % s.log_period == 0 or done == s.max_iters:
                 sec = period_time / period_n
