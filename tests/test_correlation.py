@@ -20,6 +20,16 @@ from cfnet.correlation import (
 DT = torch.float64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny float64 tensors gain nothing from threads, and on a loaded shared 2-core machine
+    # OpenMP oversubscription makes them ~10x slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def g_loop(theta: list[float], j: float, length: float) -> float:
     """Eq. 5, literally: A0 + Σ_n A_n sin(n ω' j + ψ_n), ω' = π/L (Eq. 4's period 2L)."""
     n_levels = (len(theta) - 1) // 2
