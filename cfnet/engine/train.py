@@ -328,13 +328,6 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
     train_dir, val_dir = resolve_splits(data_dir)
     last_path, final_path = out_dir / LAST, out_dir / FINAL
 
-    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed % (1 << 32))
-    model = build_model(cfg).to(device)
-    categories = model.categories
-
     ckpt = None
     if resume:
         if last_path.is_file():
@@ -348,6 +341,12 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
             "another --out"
         )
 
+    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % (1 << 32))
+    model = build_model(cfg).to(device)
+    categories = model.categories
     if ckpt is not None:
         check_state_dict(model.state_dict(), ckpt["model"], last_path)
         model.load_state_dict(ckpt["model"])
