@@ -327,8 +327,8 @@ class InspectResult(NamedTuple):
 class _Prediction:
     panoptic_seg: np.ndarray
     segments_info: list[dict]
-    sem_probs: Any
-    overlay: np.ndarray
+    sem_labels: np.ndarray  # argmax of the semantic branch (contiguous ids); the C×H×W probabilities
+    overlay: np.ndarray  # are not kept (133 classes at 1024 px would be ~0.4 GB per image)
 
 
 class Demo:
@@ -355,7 +355,7 @@ class Demo:
         self._models_lock = threading.Lock()
         self._images = _LRU()
         self._predictions = _LRU()
-        self._inputs = _LRU()
+        self._inputs = _LRU(4)  # FPN features of an image: the largest entries
 
     @property
     def checkpoint_names(self) -> list[str]:
@@ -399,6 +399,8 @@ class Demo:
         name = name or self.default_checkpoint
 
         def run() -> _Prediction:
+            import torch
+
             from cfnet.viz import panoptic_overlay
 
             with entry.lock:
@@ -406,7 +408,8 @@ class Demo:
             seg = out["panoptic_seg"].cpu().numpy()
             info = list(out["segments_info"])
             overlay = panoptic_overlay(loaded.array, seg, info, entry.model.categories)
-            return _Prediction(seg, info, out["sem_seg"].cpu(), overlay)
+            labels = out["sem_seg"].argmax(0).to(torch.int16).cpu().numpy()
+            return _Prediction(seg, info, labels, overlay)
 
         return self._predictions.get_or_create((name, loaded.key), run)
 
@@ -448,7 +451,7 @@ class Demo:
                 ]
             )
         table = pd.DataFrame(rows, columns=TABLE_HEADERS)
-        semantic = semantic_color_map(pred.sem_probs, cats, image=loaded.array)
+        semantic = semantic_color_map(pred.sem_labels, cats, image=loaded.array)
         return SegmentResult(pred.overlay, table, semantic)
 
     def inspect(
@@ -586,6 +589,7 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
                 icm["reference_xs_image"],
                 image=background,
                 extent=extent,
+                point=point,
                 title=(
                     f"ICM: c<sub>u</sub>, correlations with the {refs.shape[0]}×{refs.shape[1]} "
                     "reference points (Eq. 10)"

@@ -222,6 +222,7 @@ def build_app(
                     format="png",
                     interactive=False,
                     elem_id="semantic",
+                    height=320,  # shown scaled to fit; only the panoptic result is clicked
                 )
         segments = gr.Dataframe(
             headers=TABLE_HEADERS, label="Segments", interactive=False, elem_id="segments"
@@ -314,6 +315,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     if not 1 <= args.port <= 65535:
         print(f"cfnet demo: --port must be in 1..65535, got {args.port}")
         return 2

@@ -650,11 +650,13 @@ def reference_grid_figure(
     title: str = "ICM: correlations with the S×S reference points (Eq. 10)",
     image: np.ndarray | None = None,
     extent: tuple[float, float] | None = None,
+    point: tuple[float, float] | None = None,
 ) -> go.Figure:
     """The S_y×S_x vector c_u of Eq. 10 as a heatmap at the reference points' positions.
 
     ``values[a, b]`` is cor_2d(u, P_ab); ``ref_ys``/``ref_xs`` the reference points' positions in
-    image pixels (default: indices). With ``image`` the grid is drawn over it.
+    image pixels (default: indices). With ``image`` the grid is drawn over it; ``point = (row,
+    col)`` (image pixels) marks the pixel u the correlations belong to.
     """
     grid = _as_2d(values, "values")
     s_y, s_x = grid.shape
@@ -687,6 +689,8 @@ def reference_grid_figure(
             ),
         )
     )
+    if point is not None:
+        _add_point_marker(fig, point)
     unit = "image pixels" if in_pixels else "reference index"
     fig.update_xaxes(title_text=f"reference x ({unit})", constrain="domain")
     fig.update_yaxes(
@@ -701,6 +705,10 @@ def reference_grid_figure(
         fig.update_xaxes(range=[0, float(width)], autorange=False)
         fig.update_yaxes(range=[float(height), 0], autorange=False)
     fig.update_layout(
-        title=title, height=420, margin={"l": 60, "r": 20, "t": 60, "b": 50}, plot_bgcolor="white"
+        title=title,
+        height=420,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        plot_bgcolor="white",
+        showlegend=False,
     )
     return fig

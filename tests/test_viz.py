@@ -165,3 +165,12 @@ def test_reference_grid_and_note_figures():
         viz.reference_grid_figure(grid, ys[:3], xs)
     note = viz.note_figure("no SCM in this model")
     assert note.layout.annotations[0].text == "no SCM in this model"
+
+
+def test_reference_grid_marks_the_point():
+    grid = np.zeros((4, 4))
+    ys = xs = (np.arange(4) + 0.5) * 8
+    fig = viz.reference_grid_figure(grid, ys, xs, image=np.zeros((32, 32, 3), np.uint8), point=(3, 20))
+    mark = next(t for t in fig.data if t.name == "clicked point")
+    assert (mark.x[0], mark.y[0]) == (20.5, 3.5)
+    assert tuple(fig.layout.yaxis.range) == (32, 0)
