@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--memory-limit-gb",
         type=float,
         default=8.0,
-        help="refuse configurations whose memory estimate exceeds this (default 8)",
+        help="refuse O((HW)^2) runs whose memory estimate exceeds this (default 8)",
     )
     parser.add_argument(
         "--modules", default=",".join(MODULE_NAMES), help=f"subset of {','.join(MODULE_NAMES)}"
@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["torch", "cfnet.modules", __name__])
+            ctx.set_forkserver_preload(["torch", "cfnet.modules", "cfnet.bench.modules"])
 
     results = []
     configs = [(name, h, w) for name in names for h, w in sizes]
