@@ -24,6 +24,7 @@ import base64
 import colorsys
 import functools
 import io
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -308,22 +309,24 @@ def _image_trace(image: np.ndarray, height: float, width: float) -> go.Image:
     return go.Image(source=uri, x0=dx / 2, y0=dy / 2, dx=dx, dy=dy, hoverinfo="skip", name="image")
 
 
-def note_figure(text: str, title: str = "") -> go.Figure:
-    """An empty figure that only says ``text`` (e.g. "this model has no SCM")."""
+def note_figure(text: str, title: str = "", width: int = 60) -> go.Figure:
+    """An empty figure that only says ``text`` (e.g. "this model has no SCM"), wrapped at ``width``."""
     fig = go.Figure()
     fig.add_annotation(
-        text=text,
+        text="<br>".join(textwrap.wrap(text, width)) or text,
         x=0.5,
         y=0.5,
         xref="paper",
         yref="paper",
         showarrow=False,
-        font={"size": 15},
+        font={"size": 14},
         align="center",
     )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(title=title, height=260, margin={"l": 20, "r": 20, "t": 50, "b": 20})
+    fig.update_layout(
+        title=title, height=260, margin={"l": 20, "r": 20, "t": 50, "b": 20}, plot_bgcolor="white"
+    )
     return fig
 
 

@@ -163,13 +163,15 @@ def test_ablation_checkpoint_shows_notes(demo):
     r = handlers.inspect(str(SHAPES_EXAMPLE), 10, 10, "P4", "ablation")
     assert r.data["scm"] is None and r.data["icm"] is None
     for fig, text in ((r.scm_map, "no SCM"), (r.icm_curves, "no ICM")):
-        assert text in fig.layout.annotations[0].text
+        assert text in fig.layout.annotations[0].text.replace("<br>", " ")
     assert "no SCM" in r.info and "no ICM" in r.info
 
 
 def test_levels_outside_a_branch_show_notes(demo):
     r = handlers.inspect(str(SHAPES_EXAMPLE), 10, 10, "P6", "model")
-    assert r.data["scm"] is None and "P2, P3, P4, P5 only" in r.scm_map.layout.annotations[0].text
+    assert r.data["scm"] is None and "P2, P3, P4, P5 only" in r.scm_map.layout.annotations[0].text.replace(
+        "<br>", " "
+    )
 
 
 # ----------------------------------------------------------------------------------------------

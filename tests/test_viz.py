@@ -165,6 +165,8 @@ def test_reference_grid_and_note_figures():
         viz.reference_grid_figure(grid, ys[:3], xs)
     note = viz.note_figure("no SCM in this model")
     assert note.layout.annotations[0].text == "no SCM in this model"
+    long = viz.note_figure("word " * 40, width=30)
+    assert all(len(line) <= 30 for line in long.layout.annotations[0].text.split("<br>"))
 
 
 def test_reference_grid_marks_the_point():
