@@ -259,8 +259,21 @@ def build_app(
             **ui,
         )
         inspect_btn.click(inspect_ui, [image_in, row, col, level, checkpoint], inspect_outputs, **ui)
-        overlay.select(on_click, [image_in, level, checkpoint], [row, col, *inspect_outputs], **ui)
-        level.change(on_level, [image_in, row, col, level, checkpoint], inspect_outputs, **ui)
+        # Rapid clicks: only the latest pending one runs.
+        overlay.select(
+            on_click,
+            [image_in, level, checkpoint],
+            [row, col, *inspect_outputs],
+            trigger_mode="always_last",
+            **ui,
+        )
+        level.change(
+            on_level,
+            [image_in, row, col, level, checkpoint],
+            inspect_outputs,
+            trigger_mode="always_last",
+            **ui,
+        )
         # The API: the same handlers without the display enlargement, on triggers the page never shows.
         api_segment = gr.Button(visible=False)
         api_inspect = gr.Button(visible=False)
