@@ -84,7 +84,8 @@ class InstanceConfig:
     focal_gamma: float = 2.0
     focal_weight: float = 1.0
     soft_mask_targets: bool = False  # average-pooled (soft) stride-4 mask targets
-    min_mask_area_ratio: float = 0.0  # drop predicted masks whose area <= ratio * stride (0 = SOLOv2's "> stride")
+    # keep a predicted mask only if its area > ratio * its level's stride; SOLOv2 uses 1.0, 0 keeps all
+    min_mask_area_ratio: float = 0.0
 
 
 @dataclass

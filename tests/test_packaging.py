@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11; the check needs one interpreter only
 
 ROOT = Path(__file__).resolve().parents[1]
 
