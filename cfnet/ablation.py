@@ -49,8 +49,10 @@ __all__ = [
     "table_runs",
     "all_runs",
     "run_key",
+    "run_settings",
     "result_path",
     "load_result",
+    "find_result",
     "run_ablation",
     "measure_latency",
     "table_records",
@@ -212,6 +214,20 @@ def _settings(
     return {"preset": preset, "overrides": list(overrides), "iters": iters, "seed": seed, "data": data}
 
 
+def run_settings(
+    overrides: Sequence[str],
+    data_dir: str | Path,
+    iters: int,
+    seed: int = 0,
+    *,
+    preset: str = DEFAULT_PRESET,
+    extra_overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Everything that determines a run's result (what the cache key hashes)."""
+    all_overrides = _check_overrides(overrides) + _check_overrides(extra_overrides)
+    return _settings(preset, all_overrides, iters, seed, describe_data(data_dir))
+
+
 def run_key(settings: dict[str, Any]) -> str:
     """Short stable hash of a run's settings (see the module docstring)."""
     blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
@@ -238,6 +254,26 @@ def load_result(path: str | Path, settings: dict[str, Any] | None = None) -> dic
     if settings is not None and data.get("settings") != settings:
         return None
     return data
+
+
+def find_result(
+    name: str,
+    overrides: Sequence[str],
+    data_dir: str | Path,
+    iters: int,
+    seed: int = 0,
+    *,
+    results_dir: str | Path,
+    preset: str = DEFAULT_PRESET,
+    extra_overrides: Sequence[str] = (),
+) -> dict[str, Any] | None:
+    """The cached record of exactly this run (settings, metrics, environment, ``path``), or None."""
+    settings = run_settings(overrides, data_dir, iters, seed, preset=preset, extra_overrides=extra_overrides)
+    path = result_path(results_dir, name, settings)
+    record = load_result(path, settings)
+    if record is not None:
+        record = dict(record, path=str(path))
+    return record
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,11 +365,11 @@ def run_ablation(
         raise ValueError(f"iters must be a positive int, got {iters!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
-    all_overrides = _check_overrides(overrides) + _check_overrides(extra_overrides)
     data_dir = Path(data_dir)
     out_dir = Path(out_dir)
     results_dir = Path(results_dir) if results_dir is not None else out_dir
-    settings = _settings(preset, all_overrides, iters, seed, describe_data(data_dir))
+    settings = run_settings(overrides, data_dir, iters, seed, preset=preset, extra_overrides=extra_overrides)
+    all_overrides = settings["overrides"]
     path = result_path(results_dir, name, settings)
     if not force:
         cached = load_result(path, settings)

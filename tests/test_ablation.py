@@ -103,6 +103,10 @@ def test_cached_result_is_returned_without_training(tmp_path, monkeypatch):
     got = ablation.run_ablation("scm", ablation.RUNS["scm"], data_dir, tmp_path / "runs", iters=5, seed=0,
                                 results_dir=results)
     assert got == {"PQ": 12.5, "mIoU": 40.0}
+    found = ablation.find_result("scm", ablation.RUNS["scm"], data_dir, 5, 0, results_dir=results)
+    assert found["metrics"] == got and found["path"] == str(path)
+    assert ablation.find_result("scm", ablation.RUNS["scm"], data_dir, 6, 0, results_dir=results) is None
+    assert ablation.find_result("scm-icm", ablation.RUNS["scm"], data_dir, 5, 0, results_dir=results) is None
     # Another setting (here: more iterations) is not served from that file: it would train.
     with pytest.raises(AssertionError, match="trained although"):
         ablation.run_ablation("scm", ablation.RUNS["scm"], data_dir, tmp_path / "runs", iters=6, seed=0,
