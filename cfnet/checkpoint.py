@@ -134,6 +134,12 @@ def save_checkpoint(
         "rng": get_rng_state(),
         "extra": dict(extra or {}),
     }
+    return atomic_save(state, path)
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace``: never a torn file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -142,7 +148,7 @@ def save_checkpoint(
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
