@@ -9,7 +9,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: setup demo test lab lint clean
+.PHONY: setup demo test lab lint model clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,14 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# The shipped model, from nothing: generate `shapes`, train `shapes-tiny` (evaluates on val at the
+# end), export the fp16 release checkpoint + card into the package.
+model: $(STAMP)
+	$(BIN)/cfnet data shapes --out data/shapes --num-train 2000 --num-val 200 --size 128 --seed 0
+	$(BIN)/cfnet train --preset shapes-tiny --data data/shapes --out runs/shapes-tiny
+	$(BIN)/cfnet export --run runs/shapes-tiny --out cfnet/weights/shapes-tiny.pt \
+	    --data-seed 0 --data-size 128 --num-train 2000
 
 lint: $(STAMP)
 	$(BIN)/ruff check cfnet app tests

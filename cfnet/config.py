@@ -41,7 +41,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class BackboneConfig:
-    depth: int = 50  # ResNet 18 / 34 / 50 / 101
+    depth: int = 50  # ResNet 10 / 18 / 34 / 50 / 101 (10: one basic block per stage)
     dcn: bool = False  # deformable 3x3 convs in stages 3-5 (the paper's "*" rows)
     pretrained: str | None = None  # torchvision weights enum name, e.g. "IMAGENET1K_V1"; None = random
     norm: str = "frozen_bn"  # frozen_bn | bn | gn
@@ -311,7 +311,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 CHOICES = {
-    "model.backbone.depth": (18, 34, 50, 101),
+    "model.backbone.depth": (10, 18, 34, 50, 101),
     "model.backbone.norm": ("frozen_bn", "bn", "gn"),
     "model.semantic.module": ("none", "attention", "scm"),
     "model.semantic.scm_mode": ("axial", "global"),
