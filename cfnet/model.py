@@ -78,6 +78,8 @@ class CFNet(nn.Module):
             if targets is None:
                 raise ValueError("CFNet in training mode needs targets (masks, labels, sem_seg per image)")
             self._check_targets(images, targets)
+            device = self.transform.pixel_mean.device
+            targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
             batch, padded_targets = self.transform(images, targets)
             return self._losses(batch, padded_targets)
         with torch.no_grad():
@@ -110,7 +112,7 @@ class CFNet(nn.Module):
         inf = self.cfg.model.inference
         results = []
         for b, (image_size, original) in enumerate(zip(batch.image_sizes, original_sizes)):
-            logits = PanopticTransform.postprocess_map(sem_logits[b], padded, image_size, original)
+            logits = PanopticTransform.postprocess_map(sem_logits[b].float(), padded, image_size, original)
             probs = logits.softmax(0)
             semantic = probs.argmax(0)
             instances = self.instance_head.predict(

@@ -308,8 +308,9 @@ class SOLOv2InstanceHead(nn.Module):
                     mask_targets.append(t.mask_targets)
         num_pos = sum(m.shape[0] for m in mask_logits)
         if num_pos:
-            probs = torch.cat(mask_logits).sigmoid()
-            dice = dice_loss(probs, torch.cat(mask_targets).to(probs.dtype))
+            # float32: under CUDA autocast the sums over H·W would overflow fp16 / lose bf16 precision
+            probs = torch.cat(mask_logits).float().sigmoid()
+            dice = dice_loss(probs, torch.cat(mask_targets).to(probs))
             loss_mask = dice.mean() * self.dice_weight
         else:  # keep every head parameter in the graph (DDP) with a zero loss
             loss_mask = mask_features.sum() * 0 + sum(k.sum() for k in kernel_preds) * 0
@@ -317,8 +318,10 @@ class SOLOv2InstanceHead(nn.Module):
         logits = torch.cat(
             [cate_preds[lvl][b].permute(1, 2, 0).reshape(-1, self.num_things) for lvl, b, _ in cate_labels]
         )
-        labels = torch.cat([lab for _, _, lab in cate_labels])
-        loss_cate = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma) / (num_pos + 1)
+        labels = torch.cat([lab for _, _, lab in cate_labels]).to(logits.device)
+        loss_cate = sigmoid_focal_loss(logits.float(), labels, self.focal_alpha, self.focal_gamma) / (
+            num_pos + 1
+        )
         return {"loss_mask": loss_mask, "loss_cate": loss_cate * self.focal_weight}
 
     # ------------------------------------------------------------------------------------------
@@ -340,7 +343,9 @@ class SOLOv2InstanceHead(nn.Module):
         device = mask_features.device
         scores = torch.cat(
             [
-                point_nms(c[index : index + 1].sigmoid())[0].permute(1, 2, 0).reshape(-1, self.num_things)
+                point_nms(c[index : index + 1].float().sigmoid())[0]
+                .permute(1, 2, 0)
+                .reshape(-1, self.num_things)
                 for c in cate_preds
             ]
         )
@@ -363,7 +368,7 @@ class SOLOv2InstanceHead(nn.Module):
         # Masks only over the image's own extent at stride 4 (not the batch padding).
         hc, wc = -(-image_size[0] // MASK_STRIDE), -(-image_size[1] // MASK_STRIDE)
         feats = mask_features[index][:, :hc, :wc]
-        probs = dynamic_conv(kernels[cells], feats).sigmoid()
+        probs = dynamic_conv(kernels[cells], feats).float().sigmoid()
         masks = probs > self.mask_thr
         area = masks.sum((1, 2)).float()
         keep = area > self.min_mask_area_ratio * cell_strides[cells]

@@ -71,5 +71,5 @@ class SemanticHead(nn.Module):
     @staticmethod
     def loss(logits: Tensor, sem_seg: Tensor) -> Tensor:
         """Cross-entropy (ignore 255) of stride-4 ``logits`` against padded (B, Hp, Wp) ``sem_seg``."""
-        logits = F.interpolate(logits, size=sem_seg.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits.float(), size=sem_seg.shape[-2:], mode="bilinear", align_corners=False)
         return semantic_loss(logits, sem_seg)
