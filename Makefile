@@ -34,7 +34,7 @@ model: $(STAMP)
 	$(BIN)/cfnet data shapes --out data/shapes --num-train 2000 --num-val 200 --size 128 --seed 0
 	$(BIN)/cfnet train --preset shapes-tiny --data data/shapes --out runs/shapes-tiny
 	$(BIN)/cfnet export --run runs/shapes-tiny --out cfnet/weights/shapes-tiny.pt \
-	    --data-seed 0 --data-size 128 --num-train 2000
+	    --data-seed 0 --data-size 128 --num-train 2000 --num-val 200
 
 lint: $(STAMP)
 	$(BIN)/ruff check cfnet app tests

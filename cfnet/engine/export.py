@@ -91,12 +91,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int, default=None, help="seed the shapes data was generated with")
     parser.add_argument("--data-size", type=int, default=None, help="image size of the shapes data")
     parser.add_argument("--num-train", type=int, default=None, help="training images")
+    parser.add_argument("--num-val", type=int, default=None, help="validation images (the card's metrics)")
 
 
 def main(args: argparse.Namespace) -> int:
     info = {
         k: v
-        for k, v in (("seed", args.data_seed), ("size", args.data_size), ("num_train", args.num_train))
+        for k, v in (
+            ("seed", args.data_seed),
+            ("size", args.data_size),
+            ("num_train", args.num_train),
+            ("num_val", args.num_val),
+        )
         if v is not None
     }
     card = export_run(args.run, args.out, half=not args.float32, data_info=info)
