@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from torch import nn
@@ -78,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         cfg = get_config(args.preset, args.overrides)
         model = build_model(cfg)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"cfnet info: {e}")
+        print(f"cfnet info: {e}", file=sys.stderr)
         return 2
     counts = count_parameters(model)
     print(f"preset {args.preset}" + (f" with {' '.join(args.overrides)}" if args.overrides else ""))

@@ -24,6 +24,7 @@ import json
 import platform
 import shlex
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,10 +160,10 @@ def main(args: argparse.Namespace) -> int:
     from cfnet.model import build_model
 
     if args.repeats < 1 or args.warmup < 0:
-        print("cfnet bench model: --repeats must be >= 1 and --warmup >= 0")
+        print("cfnet bench model: --repeats must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("cfnet bench model: --device cuda but CUDA is not available")
+        print("cfnet bench model: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
     device = torch.device(
         "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
@@ -180,7 +181,7 @@ def main(args: argparse.Namespace) -> int:
             cfg = get_config(args.preset, overrides + pin)
             models.append((name, overrides, build_model(cfg).to(device).eval()))
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"cfnet bench model: {e}")
+        print(f"cfnet bench model: {e}", file=sys.stderr)
         return 2
     gen = torch.Generator().manual_seed(args.seed)
     image = torch.rand(3, *size, generator=gen).to(device)
