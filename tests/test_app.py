@@ -26,13 +26,7 @@ SHAPES_EXAMPLE = EXAMPLES / "shapes-val-000000.png"
 COCO_EXAMPLE = EXAMPLES / "000000039769.png"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny inputs: one intra-op thread is as fast on an idle machine and far faster on a busy one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_checkpoints(folder: Path) -> dict[str, str]:

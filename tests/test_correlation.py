@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from reference import g_loop
 
 from cfnet.correlation import (
     correlation_1d,
@@ -20,24 +21,10 @@ from cfnet.correlation import (
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny float64 tensors gain nothing from threads, and on a loaded shared 2-core machine
-    # OpenMP oversubscription makes them ~10x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def g_loop(theta: list[float], j: float, length: float) -> float:
-    """Eq. 5, literally: A0 + Σ_n A_n sin(n ω' j + ψ_n), ω' = π/L (Eq. 4's period 2L)."""
-    n_levels = (len(theta) - 1) // 2
-    omega = math.pi / length
-    value = theta[0]
-    for n in range(1, n_levels + 1):
-        value += theta[n] * math.sin(n * omega * j + theta[n_levels + n])
-    return value
 
 
 def _rand_theta(*shape: int, seed: int = 0) -> torch.Tensor:

@@ -21,14 +21,7 @@ from cfnet.inspect import (
     valid_cells,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny inputs: one intra-op thread is as fast on an idle machine and far faster on a busy one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import g_loop
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cfnet.modules import (
@@ -23,24 +24,11 @@ from cfnet.modules import (
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny float64 tensors gain nothing from threads, and on a loaded shared 2-core machine
-    # OpenMP oversubscription makes them ~10x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- literal transcriptions
-def g_loop(theta: list[float], j: float, length: float) -> float:
-    """Eq. 5: A0 + Σ_n A_n sin(n·(π/L)·j + ψ_n)."""
-    n_levels = (len(theta) - 1) // 2
-    value = theta[0]
-    for n in range(1, n_levels + 1):
-        value += theta[n] * math.sin(n * math.pi / length * j + theta[n_levels + n])
-    return value
 
 
 def softmax_loop(values: list[float]) -> list[float]:
