@@ -8,22 +8,14 @@ import random
 import numpy as np
 import pytest
 import torch
+from tiny import TINY_MODEL
 
 import cfnet
 from cfnet import checkpoint as ck
 from cfnet.config import get_config
 from cfnet.model import build_model
 
-# The smallest shapes-tiny variant: the tests need an architecture, not a good one.
-TINY = [
-    "model.backbone.fpn_channels=32",
-    "model.semantic.channels=32",
-    "model.instance.channels=32",
-    "model.instance.mask_feature_channels=32",
-    "model.correlation.hidden_channels=16",
-    "model.input.min_size_test=64",
-    "model.input.max_size_test=64",
-]
+TINY = TINY_MODEL
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import TINY_MODEL
 
 from cfnet.checkpoint import save_checkpoint
 from cfnet.cli import main as cli
@@ -24,13 +25,7 @@ from cfnet.model import build_model
 from cfnet.panoptic_io import check_segments, read_panoptic_png
 
 TINY = [
-    "model.backbone.fpn_channels=32",
-    "model.semantic.channels=32",
-    "model.instance.channels=32",
-    "model.instance.mask_feature_channels=32",
-    "model.correlation.hidden_channels=16",
-    "model.input.min_size_test=64",
-    "model.input.max_size_test=64",
+    *TINY_MODEL,
     # an untrained model's scores are ~ the 0.01 prior: let some instances through anyway
     "model.inference.score_thr=0.001",
     "model.inference.update_thr=0.001",

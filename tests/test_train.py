@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_MODEL
 
 import cfnet
 from cfnet.cli import main as cli
@@ -24,13 +25,7 @@ from cfnet.engine.train import InfiniteShardSampler, TrainingDiverged, lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "model.backbone.fpn_channels=32",
-    "model.semantic.channels=32",
-    "model.instance.channels=32",
-    "model.instance.mask_feature_channels=32",
-    "model.correlation.hidden_channels=16",
-    "model.input.min_size_test=64",
-    "model.input.max_size_test=64",
+    *TINY_MODEL,
     "data.max_size_train=64",
     "data.num_workers=0",
     "solver.batch_size=2",
