@@ -330,25 +330,15 @@ def note_figure(text: str, title: str = "", width: int = 60) -> go.Figure:
     return fig
 
 
-def _as_2d(values: Any, name: str) -> np.ndarray:
+def _as_array(values: Any, ndim: int, name: str) -> np.ndarray:
+    """float64 numpy array of ``ndim`` dims from a tensor or array (a leading batch of 1 is dropped)."""
     if hasattr(values, "detach"):
         values = values.detach().double().cpu().numpy()
     arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim == 3 and arr.shape[0] == 1:
+    if arr.ndim == ndim + 1 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
-    return arr
-
-
-def _as_1d(values: Any, name: str) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().double().cpu().numpy()
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim == 2 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
     return arr
 
 
@@ -380,7 +370,7 @@ def correlation_heatmap_figure(
 
     Hovering shows the value, the feature cell and its centre in image pixels.
     """
-    values = _as_2d(map, "map")
+    values = _as_array(map, 2, "map")
     h, w = values.shape
     if extent is None:
         extent = (float(image.shape[0]), float(image.shape[1])) if image is not None else (float(h), float(w))
@@ -486,7 +476,7 @@ def axial_weights_figure(
     column's), otherwise feature-map pixels; ``point = (row, col)`` in the same units draws the
     pixel's own position as a dashed line. The uniform weight 1/L is drawn for reference.
     """
-    rw, cw = _as_1d(row_w, "row_w"), _as_1d(col_w, "col_w")
+    rw, cw = _as_array(row_w, 1, "row_w"), _as_array(col_w, 1, "col_w")
     in_pixels = row_positions is not None
     xs = np.asarray(row_positions, dtype=np.float64) if row_positions is not None else np.arange(rw.size)
     ys = np.asarray(col_positions, dtype=np.float64) if col_positions is not None else np.arange(cw.size)
@@ -567,8 +557,8 @@ def fourier_curves_figure(
     A0..AN and phases ψ1..ψN (radians) of both functions. ``stride = (sy, sx)``, image pixels
     per feature-map pixel, is printed in the axis titles.
     """
-    th = _as_1d(theta_hor, "theta_hor")
-    tv = _as_1d(theta_ver, "theta_ver")
+    th = _as_array(theta_hor, 1, "theta_hor")
+    tv = _as_array(theta_ver, 1, "theta_ver")
     if th.size != tv.size:
         raise ValueError(f"theta_hor and theta_ver differ in size: {th.size} vs {tv.size}")
     a0h, amph, psih = _split_theta(th)
@@ -661,7 +651,7 @@ def reference_grid_figure(
     image pixels (default: indices). With ``image`` the grid is drawn over it; ``point = (row,
     col)`` (image pixels) marks the pixel u the correlations belong to.
     """
-    grid = _as_2d(values, "values")
+    grid = _as_array(values, 2, "values")
     s_y, s_x = grid.shape
     in_pixels = ref_ys is not None and ref_xs is not None
     ys = np.asarray(ref_ys, dtype=np.float64) if in_pixels else np.arange(s_y, dtype=np.float64)
