@@ -19,3 +19,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def coco():
+    """COCO's 133 panoptic categories as shipped with the package."""
+    from cfnet.categories import Categories
+
+    return Categories.from_spec("coco")

@@ -7,13 +7,13 @@ through ``save_checkpoint`` (the checks here are about plumbing and coordinates,
 from __future__ import annotations
 
 import argparse
-import socket
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from app_server import running_demo
 from PIL import Image
 
 import cfnet
@@ -256,31 +256,12 @@ def test_discover_checkpoints_and_cli_defaults(tmp_path):
 # the app through gradio_client
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(checkpoints, demo):
     from gradio_client import Client
 
-    from app.main import build_app, default_examples
-
-    app = build_app(checkpoints, default_examples(), max_side=1024)
-    port = free_port()
-    app.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        allowed_paths=[str(EXAMPLES)],
-    )
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        app.close()
+    with running_demo(checkpoints) as url:
+        yield Client(url, verbose=False)
 
 
 def test_api_segment_and_inspect(client):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
+from app_server import running_demo
 
 pytestmark = pytest.mark.browser
 
@@ -24,12 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "app" / "examples"
 PLOTS = ("#scm-map", "#scm-weights", "#scm-curves", "#icm-map", "#icm-references", "#icm-curves")
 TIMEOUT_MS = 120_000  # a shared 2-core CI machine can be slow; the waits return as soon as ready
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,7 +39,6 @@ def app_url(tmp_path_factory):
     import torch
 
     import cfnet
-    from app.main import build_app, default_examples
     from cfnet.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
 
     if DEFAULT_CHECKPOINT.is_file():
@@ -57,19 +50,8 @@ def app_url(tmp_path_factory):
             tmp_path_factory.mktemp("ckpt") / "shapes-tiny-fresh.pt", model=cfnet.build_model(cfg), cfg=cfg
         )
         checkpoints = {"shapes-tiny (fresh)": str(path)}
-    app = build_app(checkpoints, default_examples(), max_side=1024)
-    port = _free_port()
-    app.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        allowed_paths=[str(EXAMPLES)],
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    with running_demo(checkpoints) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

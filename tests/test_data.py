@@ -35,11 +35,6 @@ SAMPLE = Path(__file__).parent / "data" / "coco-panoptic-val2017-sample"
 
 
 @pytest.fixture(scope="module")
-def coco() -> Categories:
-    return Categories.from_spec("coco")
-
-
-@pytest.fixture(scope="module")
 def sample(coco) -> PanopticDataset:
     return PanopticDataset(SAMPLE, categories=coco)
 

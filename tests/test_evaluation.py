@@ -26,11 +26,6 @@ from cfnet.panoptic_io import PanopticFormatError, dump_json, read_panoptic_png,
 SAMPLE = Path(__file__).parent / "data" / "coco-panoptic-val2017-sample"
 
 
-@pytest.fixture(scope="module")
-def coco() -> Categories:
-    return Categories.from_spec("coco")
-
-
 def _gt_as_predictions(coco: Categories) -> list[dict]:
     """The sample's ground truth in the model's output format (tensors, isthing, score)."""
     data = json.loads((SAMPLE / "panoptic.json").read_text())
