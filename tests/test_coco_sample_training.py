@@ -62,3 +62,22 @@ def test_one_training_step_on_the_real_coco_sample(tmp_path):
                    and not torch.equal(after[k], before[k])]
         assert changed, prefix
     assert any("theta" in k and not torch.equal(after[k], before[k]) for k in after), "SCM/ICM θ predictors"
+
+
+def test_train_finds_the_splits_of_a_coco_layout_root(tmp_path):
+    """`cfnet train --data /datasets/coco` must pick train2017 for training and val2017 for eval."""
+    import shutil
+
+    from cfnet.data import PanopticDataset
+    from cfnet.engine.train import resolve_splits
+
+    for split in ("train2017", "val2017"):
+        shutil.copytree(SAMPLE / "images", tmp_path / split)
+        shutil.copytree(SAMPLE / "panoptic", tmp_path / "annotations" / f"panoptic_{split}")
+        shutil.copy(SAMPLE / "panoptic.json", tmp_path / "annotations" / f"panoptic_{split}.json")
+    train_split, val_split = resolve_splits(tmp_path)
+    assert train_split == tmp_path / "annotations" / "panoptic_train2017.json"
+    assert val_split == tmp_path / "annotations" / "panoptic_val2017.json"
+    assert len(PanopticDataset(train_split)) == 3 and len(PanopticDataset(val_split)) == 3
+    # a project-layout folder and a single split still resolve as before
+    assert resolve_splits(SAMPLE) == (SAMPLE, None)

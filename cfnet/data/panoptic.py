@@ -75,8 +75,9 @@ def _paths_for_json(json_path: Path) -> SplitPaths:
     return SplitPaths(image_dir, png_dir, json_path)
 
 
-def _split_candidates(root: Path) -> dict[str, Path]:
-    """{split name: json} of every split found under a dataset root."""
+def find_splits(root: str | os.PathLike) -> dict[str, Path]:
+    """{split name: json} of every split found under a dataset root (any of the layouts above)."""
+    root = Path(root)
     found: dict[str, Path] = {}
     if root.is_dir():
         for d in sorted(root.iterdir()):
@@ -102,7 +103,7 @@ def resolve_split(root: str | os.PathLike, split: str | None = None) -> SplitPat
         raise FileNotFoundError(f"{root}: no such dataset folder or panoptic JSON")
     if split is None and (root / "panoptic.json").is_file():
         return _paths_for_json(root / "panoptic.json")
-    found = _split_candidates(root)
+    found = find_splits(root)
     if split is not None:
         for name in (split, _ADE_SPLITS.get(split), {"validation": "val", "training": "train"}.get(split)):
             if name is not None and name in found:

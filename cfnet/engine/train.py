@@ -177,16 +177,26 @@ class SeededSamples(Dataset):
 
 
 def resolve_splits(data_dir: str | Path) -> tuple[Path, Path | None]:
-    """``(train_dir, val_dir or None)``: ``DIR/train`` (+ ``DIR/val``), or ``DIR`` itself as one split.
+    """``(train split, val split or None)`` of ``--data``.
 
-    A single split may be any layout :class:`cfnet.data.PanopticDataset` reads (folder or JSON).
+    ``DIR`` may hold ``train/`` (+ ``val/``) split folders, be a dataset root in COCO's layout
+    (``annotations/panoptic_train2017.json`` + ``val2017``) or ADE20k's
+    (``ade20k_panoptic_train.json`` + ``val``), or be a single split; the returned paths are
+    anything :class:`cfnet.data.PanopticDataset` reads (a split folder or its JSON).
     """
+    from cfnet.data import find_splits
+
     data_dir = Path(data_dir)
     if not data_dir.exists():
         raise FileNotFoundError(f"--data {data_dir}: no such folder")
     if (data_dir / "train").is_dir():
         val = data_dir / "val"
         return data_dir / "train", (val if val.is_dir() else None)
+    found = find_splits(data_dir) if data_dir.is_dir() else {}
+    train_split = next((found[k] for k in ("train", "train2017", "training") if k in found), None)
+    if train_split is not None:
+        val_split = next((found[k] for k in ("val", "val2017", "validation") if k in found), None)
+        return train_split, val_split
     return data_dir, None
 
 
