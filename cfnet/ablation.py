@@ -73,12 +73,19 @@ RUNS: dict[str, tuple[str, ...]] = {
     "icm": (f"{_SEM}=none", f"{_POS}=icm"),
     "scm-icm": (f"{_SEM}=scm", f"{_POS}=icm"),  # the full model = the preset
     "att-icm": (f"{_SEM}=attention", f"{_POS}=icm"),
-    "scm-nopos": (f"{_SEM}=scm", f"{_POS}=none"),
+    "scm-nopos": (f"{_SEM}=scm", f"{_POS}=none"),  # SOLOv2's mask-branch CoordConv stays
+    # control: no position information anywhere (no position module, no mask-branch CoordConv)
+    "scm-nopos-nomc": (f"{_SEM}=scm", f"{_POS}=none", "model.instance.mask_coords=false"),
     "scm-sine": (f"{_SEM}=scm", f"{_POS}=sine"),
+    # our extension, not the paper's: the ICM's theta predictor also sees the CoordConv channels
+    "scm-icm-coords": (f"{_SEM}=scm", f"{_POS}=icm-coords"),
     "n3": (f"{_SEM}=scm", f"{_POS}=icm", "model.correlation.num_levels=3"),
     "n7": (f"{_SEM}=scm", f"{_POS}=icm", "model.correlation.num_levels=7"),
     "s8": (f"{_SEM}=scm", f"{_POS}=icm", "model.correlation.num_refs=8"),
     "s32": (f"{_SEM}=scm", f"{_POS}=icm", "model.correlation.num_refs=32"),
+    # which function family (Table "fn"): Eq. 3's periodic DFT and a non-Fourier family
+    "dft-periodic": (f"{_SEM}=scm", f"{_POS}=icm", "model.correlation.function=dft-periodic"),
+    "gaussian": (f"{_SEM}=scm", f"{_POS}=icm", "model.correlation.function=gaussian"),
 }
 
 
@@ -100,6 +107,8 @@ class AblationTable:
     metrics: tuple[str, ...]
     rows: tuple[AblationRow, ...]
     note: str = ""
+    reference: str = ""  # label of the row the paired differences are taken against
+    seeds: str = "some"  # "all": every study seed; "some": at least the first (the issue's protocol)
 
 
 # Our metric names: PQ, SQ, RQ, PQ_th, PQ_st (panopticapi), mIoU, mask_AP, latency_ms.
@@ -116,6 +125,8 @@ TABLES: dict[str, AblationTable] = {
         ),
         "Without ICM the instance branch keeps SOLOv2's CoordConv. Paper: COCO val, 12 epochs, "
         "R50-FPN, V100 latency; ours: shapes val, shapes-tiny, this machine's latency.",
+        reference="baseline",
+        seeds="all",
     ),
     "table5": AblationTable(
         "table5",
@@ -127,6 +138,7 @@ TABLES: dict[str, AblationTable] = {
             AblationRow("SCM", "scm-icm", {"mIoU": 50.7}),
         ),
         "Instance branch held at ICM (the full model's).",
+        reference="none",
     ),
     "table6": AblationTable(
         "table6",
@@ -137,9 +149,13 @@ TABLES: dict[str, AblationTable] = {
             AblationRow("coords", "scm", {"mask_AP": 32.9}),
             AblationRow("sine", "scm-sine", {"mask_AP": 32.5}),
             AblationRow("ICM", "scm-icm", {"mask_AP": 33.5}),
+            AblationRow("ICM + coords (ours)", "scm-icm-coords"),
         ),
         "Semantic branch held at SCM. The paper's table header says mIoU, its text says mAP "
-        "(\"ICM obtains 33.5% mAP\"): these are mask AP.",
+        "(\"ICM obtains 33.5% mAP\"): these are mask AP. \"ICM + coords\" is our extension, not "
+        "the paper's: the ICM's theta predictor also sees the two CoordConv channels.",
+        reference="coords",
+        seeds="all",
     ),
     "table7": AblationTable(
         "table7",
@@ -154,6 +170,34 @@ TABLES: dict[str, AblationTable] = {
             AblationRow("S=32", "s32", {"mask_AP": 33.6}),
         ),
         "N is shared by SCM and ICM in our config; the N rows change both. S only exists in the ICM.",
+        reference="N=5",
+    ),
+    "fn": AblationTable(
+        "fn",
+        "Table fn: which function family (ours, not in the paper) — SCM and ICM both use it",
+        ("PQ", "PQ_th", "PQ_st", "mIoU", "mask_AP"),
+        (
+            AblationRow("dft (Eq. 5, mirrored, the paper's)", "scm-icm"),
+            AblationRow("dft-periodic (Eq. 3)", "dft-periodic"),
+            AblationRow("gaussian (non-Fourier)", "gaussian"),
+        ),
+        "The paper motivates the mirrored extension of Eq. 4 against the periodic Eq. 3 but reports "
+        "no comparison; gaussian has the same 2N+1 numbers per axis.",
+        reference="dft (Eq. 5, mirrored, the paper's)",
+    ),
+    "controls": AblationTable(
+        "controls",
+        "Headroom controls: does the benchmark need position and long-range context at all?",
+        ("PQ", "PQ_th", "PQ_touch", "mask_AP", "PQ_st", "mIoU"),
+        (
+            AblationRow("SCM + CoordConv", "scm"),
+            AblationRow("no position anywhere", "scm-nopos-nomc"),
+            AblationRow("no semantic module", "baseline"),
+        ),
+        "Controls that lack a mechanism entirely, not CFNet's modules: \"no position anywhere\" has "
+        "no position module and no CoordConv in the mask branch; \"no semantic module\" fuses the "
+        "FPN levels with nothing that aggregates along rows or columns.",
+        reference="SCM + CoordConv",
     ),
 }
 
@@ -170,9 +214,12 @@ def table_runs(table: str) -> list[str]:
     return list(dict.fromkeys(row.run for row in TABLES[table].rows))
 
 
+PAPER_TABLES = ("table4", "table5", "table6", "table7")
+
+
 def all_runs(tables: Sequence[str] | None = None) -> list[str]:
-    """Distinct run names of the given tables (all four by default), in first-use order."""
-    names = list(TABLES) if tables is None else list(tables)
+    """Distinct run names of the given tables (the paper's four by default), in first-use order."""
+    names = list(PAPER_TABLES) if tables is None else list(tables)
     return list(dict.fromkeys(r for t in names for r in table_runs(t)))
 
 
@@ -334,6 +381,8 @@ def run_ablation(
     force: bool = False,
     latency_images: int = 10,
     keep_run: bool = False,
+    keep_checkpoint: bool = False,
+    diagnose: Callable[[Any, Path, str, bool], dict[str, Any]] | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train + evaluate one ablation configuration, or load its cached result.
@@ -342,7 +391,7 @@ def run_ablation(
         name: the run's name (a key of :data:`RUNS`, or any name for a custom run).
         overrides: ``key=value`` config overrides of ``preset`` defining the run.
         data_dir: a data set with ``train/`` and ``val/`` splits (e.g. from ``generate_shapes``).
-        out_dir: where training writes (``out_dir/name``); removed after a successful run unless
+        out_dir: where training writes (``out_dir/<name>-seed<seed>``); removed after a successful run unless
             ``keep_run`` (only the JSON result is kept).
         iters: training iterations (``solver.max_iters``; the LR steps are scaled with it).
         seed: ``seed`` of the config (initialisation and data order).
@@ -350,6 +399,9 @@ def run_ablation(
         extra_overrides: overrides that shorten or adapt the schedule (batch size, logging) and are
             part of the cache key like the rest.
         force: retrain even when a cached result exists.
+        keep_checkpoint: copy the final weights to :func:`checkpoint_path` (``out_dir/checkpoints``).
+        diagnose: ``diagnose(model, val_dir, device, progress) -> dict``, stored as the record's
+            ``diagnostics`` (the study passes :func:`cfnet.diagnostics.analyze`).
 
     Returns the metrics dict: evaluate's keys (PQ, SQ, RQ, PQ_th, …, mIoU, mask_AP) plus
     ``latency_ms``, ``params_m`` and ``train_seconds``. The full record (settings, versions) is
@@ -392,7 +444,7 @@ def run_ablation(
             f"seed={seed}",
         ],
     )
-    run_dir = out_dir / name
+    run_dir = out_dir / f"{name}-seed{seed}"  # parallel studies may train other seeds of a run
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a stale or half-finished run of another setting
     start = time.perf_counter()
@@ -404,6 +456,7 @@ def run_ablation(
     metrics = dict(
         evaluate(model, data_dir / "val", run_dir / "eval", device=device or "cpu", progress=progress)
     )
+    diagnostics = diagnose(model, data_dir / "val", device or "cpu", progress) if diagnose else None
     metrics["latency_ms"] = _latency_on_split(model, data_dir / "val", latency_images, device or "cpu")
     metrics["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
     metrics["train_seconds"] = train_seconds
@@ -415,6 +468,7 @@ def run_ablation(
         "name": name,
         "settings": settings,
         "metrics": metrics,
+        "diagnostics": _plain(diagnostics) if diagnostics is not None else None,
         "environment": {
             "cfnet": cfnet.__version__,
             "torch": _torch_version(),
@@ -424,13 +478,27 @@ def run_ablation(
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
+    _write_record(path, record)
+    if keep_checkpoint:
+        # The final weights stay beside the runs (not committed), so diagnostics can be computed later.
+        ckpt = checkpoint_path(out_dir, path)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result["final_checkpoint"], ckpt)
     if not keep_run:
         shutil.rmtree(run_dir, ignore_errors=True)
     return metrics
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)  # atomic: an interrupted write never leaves a half file under the real name
+
+
+def checkpoint_path(out_dir: str | Path, result_file: str | Path) -> Path:
+    """Where :func:`run_ablation` keeps a run's final weights: ``OUT/checkpoints/<result stem>.pt``."""
+    return Path(out_dir) / "checkpoints" / (Path(result_file).stem + ".pt")
 
 
 def _latency_on_split(model: Any, split_dir: Path, count: int, device: str) -> float:

@@ -11,6 +11,7 @@ ablation                              override
 Table 4/5: semantic module            ``model.semantic.module=none|attention|scm``
 Eq. 8 vs Eq. 9 aggregation            ``model.semantic.scm_mode=global|axial``
 Table 4/6: instance position module   ``model.instance.position=none|coords|sine|icm``
+no position anywhere (control)        ``model.instance.position=none model.instance.mask_coords=false``
 Table 7: Fourier levels N, grid S     ``model.correlation.num_levels=3``, ``model.correlation.num_refs=32``
 Table 8: deeper semantic head         ``model.semantic.num_convs=7``
 Eq. 1: λ                              ``model.semantic.loss_weight=0.5``
@@ -79,6 +80,9 @@ class InstanceConfig:
     channels: int = 512  # kernel / category branch width
     mask_feature_channels: int = 256  # unified mask feature (= dynamic kernel size E)
     mask_feature_levels: int = 4  # P2..P(1+levels) feed the mask feature branch
+    # SOLOv2's CoordConv channels at the mask branch's coarsest level; false = no explicit position
+    # anywhere in the mask branch (the ablation study's no-position control, `scm-nopos-nomc`)
+    mask_coords: bool = True
     dice_weight: float = 3.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0

@@ -150,10 +150,12 @@ class _Canvas:
         return True
 
 
-def _random_shape(rng: np.random.Generator, size: int, kind: int, extent: float, center=None) -> np.ndarray:
+def _random_shape(
+    rng: np.random.Generator, size: int, kind: int, extent: float, center=None, top: float = 0.0
+) -> np.ndarray:
     r = _bounding_radius(kind, extent)
     if center is None:
-        center = rng.uniform(r + 1, size - r - 1, size=2)
+        center = rng.uniform((r + 1, r + 1 + top), (size - r - 1, size - r - 1), size=2)
     return _shape_mask(
         kind, float(center[0]), float(center[1]), extent, float(rng.uniform(0, 2 * math.pi)), size
     )
@@ -245,13 +247,20 @@ def _draw_bands(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     for c in curves:
         band += y > c[None, :]
     classes = [STUFF_TOP, STUFF_BOTTOM] if n_bands == 2 else [STUFF_TOP, STUFF_MIDDLE, STUFF_BOTTOM]
+    return _paint_stripes(rng, band, n_bands, size), band, classes
 
-    # one pass over the image: per-pixel stripe parameters looked up from the pixel's band
-    palette = np.zeros((2 * n_bands, 3), np.float32)
-    fx, fy, ph = (np.zeros(n_bands, np.float32) for _ in range(3))
+
+def _paint_stripes(rng: np.random.Generator, region: np.ndarray, n_regions: int, size: int) -> np.ndarray:
+    """Fill each region with stripes of its own random orientation, period and muted colour pair;
+    consecutive regions differ in orientation and hue, so the border between them shows."""
+    x = np.arange(size, dtype=np.float64) + 0.5
+    y = (np.arange(size, dtype=np.float64) + 0.5)[:, None]
+    # one pass over the image: per-pixel stripe parameters looked up from the pixel's region
+    palette = np.zeros((2 * n_regions, 3), np.float32)
+    fx, fy, ph = (np.zeros(n_regions, np.float32) for _ in range(3))
     prev_orient, prev_hue = -1, -1.0
     scale = size / 128.0
-    for k in range(n_bands):
+    for k in range(n_regions):
         orient = int(rng.choice([o for o in range(4) if o != prev_orient]))
         hue = rng.uniform(0, 1)
         while prev_hue >= 0 and min(abs(hue - prev_hue), 1 - abs(hue - prev_hue)) < 0.15:
@@ -265,15 +274,120 @@ def _draw_bands(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
         fx[k], fy[k], ph[k] = math.cos(theta) / period, math.sin(theta) / period, rng.uniform(0, 1)
     xx = x[None, :].astype(np.float32)
     yy = y.astype(np.float32)
-    light = ((xx * fx[band] + yy * fy[band] + ph[band]) % 1.0) < 0.5
-    picture = palette[2 * band + light]
-    return picture, band, classes
+    light = ((xx * fx[region] + yy * fy[region] + ph[region]) % 1.0) < 0.5
+    return palette[2 * region + light]
 
 
-def render_shapes_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+# ----------------------------------------------------------------------------------------------
+# the `hard` variant (docs/shapes.md): tagged columns and lattice crowds
+
+TAG_HEIGHT = 8.0  # rows of the tag at each column's top end (at 128 px)
+COLUMN_WIDTH = (6.0, 14.0)  # column widths (at 128 px)
+TAG_HUES = {STUFF_TOP: 0.0, STUFF_MIDDLE: 1 / 3, STUFF_BOTTOM: 2 / 3}  # red, green, blue tags
+CROWD_PROB = 0.9  # images with at least one lattice crowd
+CROWD_EXTENT = (13.0, 18.0)  # extent of the (identical) members of a crowd (at 128 px)
+
+
+def _draw_columns(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Thin vertical columns whose class is written only in a tag at their top end.
+
+    Every column body has stripes of a random orientation, period and muted colour pair,
+    independent of its class; the class (one of the three stuff ids, uniformly at random per
+    column) shows only as the hue of the tag (red / green / blue) in the top ``TAG_HEIGHT`` rows.
+    Returns the picture, the class index (0..2) per pixel and the three stuff ids, so every class
+    is one segment, however many columns it has.
+    """
+    scale = size / 128.0
+    edges = [0]
+    while edges[-1] < size:
+        edges.append(edges[-1] + max(2, int(round(rng.uniform(*COLUMN_WIDTH) * scale))))
+    edges[-1] = size
+    if edges[-1] - edges[-2] < 3 * scale and len(edges) > 2:  # no sliver at the right border
+        del edges[-2]
+    n_cols = len(edges) - 1
+    col_of_x = np.zeros(size, np.int64)
+    for k in range(n_cols):
+        col_of_x[edges[k] : edges[k + 1]] = k
+    column = np.broadcast_to(col_of_x[None, :], (size, size))
+    picture = _paint_stripes(rng, np.ascontiguousarray(column), n_cols, size)
+    stuff_ids = [STUFF_TOP, STUFF_MIDDLE, STUFF_BOTTOM]
+    col_class = rng.integers(0, 3, size=n_cols)
+    tag_rows = int(round(TAG_HEIGHT * scale))
+    for k in range(n_cols):
+        hue = (TAG_HUES[stuff_ids[col_class[k]]] + rng.uniform(-0.04, 0.04)) % 1.0
+        tag = _hsv_to_rgb(hue, rng.uniform(0.85, 1.0), rng.uniform(0.75, 1.0))
+        picture[:tag_rows, edges[k] : edges[k + 1]] = tag
+    return picture, col_class[column], stuff_ids
+
+
+def _draw_crowds(rng: np.random.Generator, size: int) -> _Canvas:
+    """One or two lattice crowds of identical touching things, then a few random singletons.
+
+    A crowd is a 1×3..4 or 2×2..4 lattice of things of one class, one colour, one size and one
+    rotation, each touching or overlapping its lattice neighbours, centred in the middle 40 % of
+    the area below the tags: inside a crowd the members look the same locally and relative to
+    their neighbours, so only where a pixel is tells them apart.
+    """
+    canvas = _Canvas(size)
+    s = canvas.scale
+    top = (TAG_HEIGHT + 2) * s  # things never cover the column tags
+    n_crowds = 0
+    if rng.random() < CROWD_PROB:
+        n_crowds = 2 if rng.random() < 0.5 else 1
+    for _ in range(n_crowds):
+        kind = int(rng.integers(1, 4))
+        color = _thing_color(rng)
+        ext = rng.uniform(*CROWD_EXTENT) * s
+        angle = float(rng.uniform(0, 2 * math.pi))
+        rows = int(rng.integers(1, 3))
+        cols = int(rng.integers(3, 5)) if rows == 1 else int(rng.integers(2, 5))
+        # lattice step along the shapes' own axes: neighbours touch or overlap slightly
+        step = {CIRCLE: 0.92 * ext, SQUARE: 0.97 * ext, TRIANGLE: 0.8 * 1.2 * ext}[kind]
+        c, sn = math.cos(angle), math.sin(angle)
+        if kind == CIRCLE:
+            c, sn = 1.0, 0.0
+        centre = np.array(
+            [rng.uniform(0.3, 0.7) * size, top + rng.uniform(0.3, 0.7) * (size - top)]
+        )
+        members: list[int] = []
+        for i in range(rows):
+            for j in range(cols):
+                u, v = (j - (cols - 1) / 2) * step, (i - (rows - 1) / 2) * step
+                pos = centre + np.array([u * c - v * sn, u * sn + v * c]) + rng.uniform(-0.5, 0.5, 2)
+                r = _bounding_radius(kind, ext)
+                if not (r + 1 <= pos[0] <= size - r - 1 and top + r + 1 <= pos[1] <= size - r - 1):
+                    continue
+                mask = _shape_mask(kind, float(pos[0]), float(pos[1]), ext, angle, size)
+                if members:
+                    member_px = np.isin(canvas.inst, members)
+                    if not ((mask & member_px).any() or _touches(mask, member_px)):
+                        continue
+                if canvas.try_add(kind, color, mask):
+                    members.append(len(canvas.kinds))
+    n_single = int(rng.integers(1, 5))
+    for _ in range(n_single):
+        for _ in range(20):
+            kind = int(rng.integers(1, 4))
+            ext = rng.uniform(MIN_EXTENT, MAX_EXTENT) * s
+            if canvas.try_add(kind, _thing_color(rng), _random_shape(rng, size, kind, ext, top=top)):
+                break
+    return canvas
+
+
+# Each variant: (background drawer, thing drawer, category set name).
+VARIANTS = {
+    "standard": (_draw_bands, _draw_things, "shapes"),
+    "hard": (_draw_columns, _draw_crowds, "shapes-hard"),
+}
+
+
+def render_shapes_image(
+    rng: np.random.Generator, size: int, variant: str = "standard"
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """One sample: ``(image (S, S, 3) uint8, segment ids (S, S) int64, segments_info)``."""
-    picture, band, band_classes = _draw_bands(rng, size)
-    canvas = _draw_things(rng, size)
+    draw_background, draw_things, _ = VARIANTS[variant]
+    picture, band, band_classes = draw_background(rng, size)
+    canvas = draw_things(rng, size)
     inst = canvas.inst
     # things: flat colour with a dark 1-px outline on every visible boundary (touching ones included)
     edge = np.zeros_like(inst, bool)
@@ -315,14 +429,21 @@ def render_shapes_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray
 
 
 def _write_split(
-    out: Path, split: str, num: int, size: int, seed: int, categories: list[dict], progress: bool
+    out: Path,
+    split: str,
+    num: int,
+    size: int,
+    seed: int,
+    categories: list[dict],
+    progress: bool,
+    variant: str = "standard",
 ) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "panoptic").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i in tqdm(range(num), desc=f"shapes {split}", disable=not progress, unit="img"):
         rng = np.random.default_rng([seed, _SPLIT_CODES[split], i])
-        image, ids, segments = render_shapes_image(rng, size)
+        image, ids, segments = render_shapes_image(rng, size, variant)
         name = f"{i:06d}.png"
         # noisy pictures barely compress better at higher levels, which cost twice the time
         Image.fromarray(image, mode="RGB").save(
@@ -331,15 +452,18 @@ def _write_split(
         write_panoptic_png(out / "panoptic" / name, ids)
         images.append({"id": i + 1, "file_name": name, "height": size, "width": size})
         annotations.append({"image_id": i + 1, "file_name": name, "segments_info": segments})
+    info = {
+        "description": "cfnet synthetic shapes panoptic benchmark",
+        "version": "1",
+        "split": split,
+        "seed": seed,
+        "size": size,
+    }
+    if variant != "standard":  # the standard set's bytes stay as they were before variants existed
+        info["variant"] = variant
     dump_json(
         {
-            "info": {
-                "description": "cfnet synthetic shapes panoptic benchmark",
-                "version": "1",
-                "split": split,
-                "seed": seed,
-                "size": size,
-            },
+            "info": info,
             "licenses": [],
             "images": images,
             "annotations": annotations,
@@ -356,21 +480,26 @@ def generate_shapes(
     size: int = 128,
     seed: int = 0,
     progress: bool = True,
+    variant: str = "standard",
 ) -> dict[str, Path]:
     """Write ``out_dir/train`` and ``out_dir/val`` (see the module docstring); returns their paths.
 
-    Same arguments -> the same bytes. A split with 0 images is not written.
+    ``variant`` is ``standard`` (bands and clusters) or ``hard`` (tagged columns and lattice
+    crowds, category set ``shapes-hard``; docs/shapes.md says what each needs). Same arguments ->
+    the same bytes. A split with 0 images is not written.
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown shapes variant {variant!r}; variants: {', '.join(VARIANTS)}")
     if size < 48:
         raise ValueError(f"size must be at least 48 px (things are 12-40 px at 128 px), got {size}")
     if num_train < 0 or num_val < 0:
         raise ValueError(f"num_train and num_val must be >= 0, got {num_train}, {num_val}")
     out = Path(out_dir)
-    categories = shapes_categories()
+    categories = load_category_records(VARIANTS[variant][2])
     paths = {}
     for split, num in (("train", num_train), ("val", num_val)):
         if num > 0:
-            _write_split(out / split, split, num, size, seed, categories, progress)
+            _write_split(out / split, split, num, size, seed, categories, progress, variant)
             paths[split] = out / split
     return paths
 
@@ -456,17 +585,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed; same seed -> same bytes (default 0)"
     )
+    parser.add_argument(
+        "--variant",
+        default="standard",
+        choices=sorted(VARIANTS),
+        help="standard: bands + clusters; hard: tagged columns + lattice crowds (docs/shapes.md)",
+    )
     parser.add_argument("--grid", default=None, help="also write a PNG grid of validation samples here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _check_arguments(args: argparse.Namespace) -> str | None:
+    """The first thing wrong with the arguments, as a sentence naming the option; None if fine."""
+    if args.num_train < 0 or args.num_val < 0:
+        return f"--num-train and --num-val must be >= 0, got {args.num_train} and {args.num_val}"
+    if args.num_train == 0 and args.num_val == 0:
+        return "--num-train and --num-val are both 0: nothing to generate"
+    if args.seed < 0:
+        return f"--seed must be >= 0, got {args.seed}"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: exists and is not a folder"
+    if out.is_dir() and any(out.iterdir()):
+        # Writing over a set would leave stale images and could pair an old val with a new train split.
+        return f"--out {out}: folder is not empty; remove it first or choose another --out"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
+    problem = _check_arguments(args)
+    if problem is not None:
+        print(f"cfnet data shapes: {problem}")
+        return 2
     try:
         paths = generate_shapes(
-            args.out, args.num_train, args.num_val, args.size, args.seed, progress=not args.quiet
+            args.out,
+            args.num_train,
+            args.num_val,
+            args.size,
+            args.seed,
+            progress=not args.quiet,
+            variant=args.variant,
         )
     except ValueError as e:
         print(f"cfnet data shapes: {e}")
+        return 2
+    except OSError as e:
+        print(f"cfnet data shapes: cannot write {args.out}: {e.strerror or e}")
         return 2
     for split, p in paths.items():
         stats = shapes_statistics(p)

@@ -60,6 +60,7 @@ def evaluate(
         panoptic_quality_details,
         write_panoptic_predictions,
     )
+    from cfnet.evaluation.touching import TouchingThingsEvaluator
 
     categories = model.categories
     dataset = PanopticDataset(split_dir, split=split, categories=categories)  # original resolution
@@ -69,6 +70,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     semantic = SemanticEvaluator(categories.num_classes, class_names=[r["name"] for r in categories.records])
     mask_ap = MaskAPEvaluator(categories)
+    touching = TouchingThingsEvaluator()
     was_training = model.training
     model.to(device).eval()
 
@@ -89,6 +91,10 @@ def evaluate(
                 target.get("crowd_masks"),
                 target.get("crowd_labels"),
             )
+            gt_ids = torch.tensor(
+                [categories.category_id(int(lab)) for lab in target["labels"]], dtype=torch.long
+            )
+            touching.update(out["panoptic_seg"].cpu(), out["segments_info"], target["masks"], gt_ids)
             yield {
                 "image_id": target["image_id"],
                 "file_name": target["file_name"],
@@ -110,12 +116,37 @@ def evaluate(
         "mask_AP50": float(ap["mask_AP50"]),
         "mask_AP75": float(ap["mask_AP75"]),
         "pixel_accuracy": float(sem["pixel_accuracy"]),
+        **touching.compute(),
+        "stuff_confusion": stuff_confusion(semantic.confusion, categories),
         "num_images": len(dataset),
     }
     (out_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
     per_class = {"panoptic": pq_per_class, "semantic_IoU": sem["IoU"]}
     (out_dir / "per_class.json").write_text(json.dumps(_json_safe(per_class), indent=2) + "\n")
     return metrics
+
+
+def stuff_confusion(confusion: torch.Tensor, categories: Any) -> dict[str, dict[str, float]]:
+    """Row-normalised semantic confusion of the stuff classes, percent: ``{gt: {predicted: %}}``.
+
+    Rows are the ground-truth stuff classes (pixels of that class, void excluded); columns are the
+    stuff classes plus ``"thing"`` (any thing class) and ``"void"`` (predicted ignore). This is
+    where a semantic branch without long-range context fails on ``shapes`` (docs/shapes.md).
+    """
+    names = [r["name"] for r in categories.records]
+    stuff = [categories.contiguous(int(r["id"])) for r in categories.stuff]
+    things = [categories.contiguous(int(r["id"])) for r in categories.things]
+    conf = confusion.double()
+    out: dict[str, dict[str, float]] = {}
+    for g in stuff:
+        total = float(conf[g].sum())
+        if total == 0:
+            continue
+        row = {names[p]: 100.0 * float(conf[g, p]) / total for p in stuff}
+        row["thing"] = 100.0 * float(conf[g, things].sum()) / total if things else 0.0
+        row["void"] = 100.0 * float(conf[g, -1]) / total
+        out[names[g]] = row
+    return out
 
 
 def _json_safe(obj: Any) -> Any:

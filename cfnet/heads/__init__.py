@@ -46,6 +46,7 @@ def build_instance_head(cfg: Config, num_things: int) -> SOLOv2InstanceHead:
         channels=inst.channels,
         mask_feature_channels=inst.mask_feature_channels,
         mask_feature_levels=inst.mask_feature_levels,
+        mask_coords=inst.mask_coords,
         dice_weight=inst.dice_weight,
         focal_alpha=inst.focal_alpha,
         focal_gamma=inst.focal_gamma,

@@ -117,18 +117,23 @@ def _init_normal(module: nn.Module, std: float = 0.01) -> None:
 class MaskFeatureBranch(nn.Module):
     """SOLOv2's unified mask-feature branch: P2..P(1+L) → E channels at stride 4."""
 
-    def __init__(self, in_channels: int, channels: int, out_channels: int, num_levels: int) -> None:
+    def __init__(
+        self, in_channels: int, channels: int, out_channels: int, num_levels: int, coords: bool = True
+    ) -> None:
         super().__init__()
         if not 1 <= num_levels <= 4:
             raise ValueError(f"model.instance.mask_feature_levels: expected 1..4 (P2..P5), got {num_levels}")
         self.num_levels = num_levels
+        # SOLOv2 always adds CoordConv here; ``coords=False`` removes the branch's only explicit
+        # position source, for the no-position control of the ablation study.
+        self.coords = coords
         self.levels = nn.ModuleList()
         for i in range(num_levels):
             layers: list[nn.Module] = []
             if i == 0:
                 layers.append(conv_gn_relu(in_channels, channels))
             for j in range(i):
-                coord = 2 if (j == 0 and i == num_levels - 1) else 0
+                coord = 2 if (coords and j == 0 and i == num_levels - 1) else 0
                 layers.append(conv_gn_relu((in_channels + coord) if j == 0 else channels, channels))
                 layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
             self.levels.append(nn.Sequential(*layers))
@@ -139,7 +144,7 @@ class MaskFeatureBranch(nn.Module):
         out = self.levels[0](features[0])
         for i in range(1, self.num_levels):
             x = features[i]
-            if i == self.num_levels - 1 and i > 0:  # CoordConv at the coarsest level, as SOLOv2
+            if self.coords and i == self.num_levels - 1 and i > 0:  # CoordConv at the coarsest level (SOLOv2)
                 x = torch.cat([x, coord_features(x)], 1)
             y = self.levels[i](x)
             if y.shape[-2:] != out.shape[-2:]:
@@ -174,6 +179,7 @@ class SOLOv2InstanceHead(nn.Module):
         channels: int = 512,
         mask_feature_channels: int = 256,
         mask_feature_levels: int = 4,
+        mask_coords: bool = True,
         mask_branch_channels: int | None = None,
         dice_weight: float = 3.0,
         focal_alpha: float = 0.25,
@@ -241,7 +247,7 @@ class SOLOv2InstanceHead(nn.Module):
         if mask_branch_channels is None:
             mask_branch_channels = min(SOLOV2_MASK_BRANCH_CHANNELS, mask_feature_channels)
         self.mask_branch = MaskFeatureBranch(
-            in_channels, mask_branch_channels, mask_feature_channels, mask_feature_levels
+            in_channels, mask_branch_channels, mask_feature_channels, mask_feature_levels, mask_coords
         )
 
     # ------------------------------------------------------------------------------------------
