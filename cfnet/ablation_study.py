@@ -24,6 +24,7 @@ either mechanism at 128 px. 2000 iterations is the ``shapes-tiny`` preset's own 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -131,6 +132,11 @@ def prepare_data(data_dir: str | Path, protocol: StudyProtocol = STUDY, progress
     return data_dir
 
 
+# TEMPORARY while cfnet.diagnostics is being written: runs without it keep their checkpoint and
+# get their diagnostics later (backfill_diagnostics).
+_HAS_DIAGNOSTICS = importlib.util.find_spec("cfnet.diagnostics") is not None
+
+
 def _diagnose(model: Any, val_dir: Path, device: str, progress: bool) -> dict[str, Any]:
     from cfnet.diagnostics import analyze
 
@@ -201,7 +207,7 @@ def run_study(
             device=device,
             progress=progress,
             keep_checkpoint=True,
-            diagnose=_diagnose,
+            diagnose=_diagnose if _HAS_DIAGNOSTICS else None,
         )
         durations.append(time.perf_counter() - start)
         eta = remaining * sum(durations) / len(durations)
