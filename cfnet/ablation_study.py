@@ -59,7 +59,14 @@ class StudyProtocol:
 STUDY = StudyProtocol()
 
 # CLI names of the tables (--tables 4,5,fn)
-TABLE_ALIASES = {"4": "table4", "5": "table5", "6": "table6", "7": "table7", "fn": "fn", "controls": "controls"}
+TABLE_ALIASES = {
+    "4": "table4",
+    "5": "table5",
+    "6": "table6",
+    "7": "table7",
+    "fn": "fn",
+    "controls": "controls",
+}
 
 
 def parse_tables(text: str) -> list[str]:
@@ -186,7 +193,7 @@ def run_study(
         if found is not None:
             path = Path(found["path"])
             ckpt = ablation.checkpoint_path(runs_dir, path)
-            if found.get("diagnostics") is None and ckpt.is_file():
+            if _HAS_DIAGNOSTICS and found.get("diagnostics") is None and ckpt.is_file():
                 backfill_diagnostics(path, ckpt, data_dir / "val", device or "cpu", progress)
                 found = ablation.load_result(path)
             log(f"[{k}/{len(pairs)}] {name} seed {seed}: cached ({path.name})")
@@ -216,8 +223,9 @@ def run_study(
             f"{remaining} runs left, ETA {eta / 3600:.1f} h"
         )
         records.append(
-            ablation.find_result(name, overrides, data_dir, iters, seed, results_dir=results_dir,
-                                 preset=protocol.preset)
+            ablation.find_result(
+                name, overrides, data_dir, iters, seed, results_dir=results_dir, preset=protocol.preset
+            )
         )
     return records
 
@@ -227,20 +235,30 @@ def run_study(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tables", default="4,5,6,7,fn,controls",
-                        help="tables to run: 4,5,6,7,fn,controls (default: all)")
-    parser.add_argument("--seeds", default=",".join(map(str, STUDY.seeds)),
-                        help="seeds; Tables 4 and 6 run all of them, the others the first (default 0,1,2)")
+    parser.add_argument(
+        "--tables", default="4,5,6,7,fn,controls", help="tables to run: 4,5,6,7,fn,controls (default: all)"
+    )
+    parser.add_argument(
+        "--seeds",
+        default=",".join(map(str, STUDY.seeds)),
+        help="seeds; Tables 4 and 6 run all of them, the others the first (default 0,1,2)",
+    )
     parser.add_argument("--all-seeds", action="store_true", help="run every seed for every table")
     parser.add_argument("--only", default=None, help="comma-separated run names: run only these")
-    parser.add_argument("--data", default=f"data/{STUDY.data_name}",
-                        help="the study's data set; generated here when absent (default data/<protocol>)")
+    parser.add_argument(
+        "--data",
+        default=f"data/{STUDY.data_name}",
+        help="the study's data set; generated here when absent (default data/<protocol>)",
+    )
     parser.add_argument("--results", default="results/ablations", help="result JSON folder")
     parser.add_argument("--runs-dir", default="runs/ablations", help="training folders and kept checkpoints")
-    parser.add_argument("--iters", type=int, default=None,
-                        help=f"training iterations (default: the protocol's {STUDY.iters})")
+    parser.add_argument(
+        "--iters", type=int, default=None, help=f"training iterations (default: the protocol's {STUDY.iters})"
+    )
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"])
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; train nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan and what is cached; train nothing"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -253,7 +271,9 @@ def main(args: argparse.Namespace) -> int:
             only = [r.strip() for r in args.only.split(",") if r.strip()]
             unknown = [r for r in only if r not in ablation.RUNS]
             if unknown:
-                raise ValueError(f"--only: unknown run(s) {', '.join(unknown)}; runs: {', '.join(ablation.RUNS)}")
+                raise ValueError(
+                    f"--only: unknown run(s) {', '.join(unknown)}; runs: {', '.join(ablation.RUNS)}"
+                )
             pairs = [p for p in pairs if p[0] in only]
         if args.iters is not None and args.iters < 1:
             raise ValueError(f"--iters must be >= 1, got {args.iters}")
@@ -261,8 +281,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"plan: {len(pairs)} runs: " + ", ".join(f"{r}/s{s}" for r, s in pairs))
         if args.dry_run:
             return 0
-        run_study(pairs, args.data, args.results, args.runs_dir, iters=args.iters, device=args.device,
-                  progress=not args.no_progress)
+        run_study(
+            pairs,
+            args.data,
+            args.results,
+            args.runs_dir,
+            iters=args.iters,
+            device=args.device,
+            progress=not args.no_progress,
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"cfnet ablate run: {e}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("eval",), "cfnet.engine.evaluate", "PQ/SQ/RQ, mIoU and mask AP of a checkpoint on a split"),
     (("predict",), "cfnet.engine.predict", "panoptic predictions (PNG + JSON + overlays) for images"),
     (("export",), "cfnet.engine.export", "release checkpoint (fp16 weights, no optimiser) + card from a run"),
-    (("ablate", "run"), "cfnet.ablation_study", "train every (run, seed) of the ablation tables not yet cached"),
+    (("ablate", "run"), "cfnet.ablation_study", "train the ablation runs not yet cached"),
     (("ablate", "report"), "cfnet.ablation_report", "the ablation report (Markdown) from cached results"),
     (("demo",), "app.main", "start the Gradio demo"),
 ]

@@ -117,3 +117,96 @@ def test_sample_grid(shapes_dir, tmp_path):
     out = save_sample_grid(shapes_dir / "val", tmp_path / "grid.png", num=8, columns=4, scale=1)
     w, h = Image.open(out).size
     assert (w, h) == (4 * 128 + 3 * 6, 2 * (2 * 128 + 2) + 6)
+
+
+# ----------------------------------------------------------------------------------------------
+# the hard variant
+
+
+def _digest(root: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_standard_variant_bytes_are_unchanged_by_variants(tmp_path):
+    # Digest of this exact call's output from the code before variants existed (commit 94e26c2):
+    # adding the hard variant must not change a single byte of the standard set.
+    generate_shapes(tmp_path / "s", num_train=4, num_val=2, size=96, seed=7, progress=False)
+    assert _digest(tmp_path / "s") == "a0bc983928bd99df672e113e6b11426cdd45959060ed7bcd253b07db81eb8a68"
+
+
+@pytest.fixture(scope="module")
+def hard_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("shapes-hard")
+    generate_shapes(out, num_train=0, num_val=24, size=128, seed=0, progress=False, variant="hard")
+    return out
+
+
+def test_hard_variant_is_valid_and_deterministic(hard_dir, tmp_path):
+    shipped = Categories.from_spec("shapes-hard")
+    ds = PanopticDataset(hard_dir / "val", categories=shipped)
+    ds.validate(progress=False)
+    data = json.loads((hard_dir / "val" / "panoptic.json").read_text())
+    assert data["info"]["variant"] == "hard"
+    assert [c["name"] for c in data["categories"] if not c["isthing"]] == [
+        "column-tag-red", "column-tag-green", "column-tag-blue"
+    ]
+    generate_shapes(
+        tmp_path / "again", num_train=0, num_val=24, size=128, seed=0, progress=False, variant="hard"
+    )
+    assert _files(tmp_path / "again") == _files(hard_dir)
+    with pytest.raises(ValueError, match="unknown shapes variant"):
+        generate_shapes(tmp_path / "x", num_train=1, num_val=0, variant="nope")
+
+
+def test_hard_variant_class_is_written_only_in_the_tag(hard_dir):
+    """Every stuff column is one class from its tag down; the tag's hue says which; no thing covers a tag."""
+    from PIL import Image
+
+    from cfnet.data.shapes import TAG_HEIGHT
+
+    data = json.loads((hard_dir / "val" / "panoptic.json").read_text())
+    hue_of = {4: 0.0, 5: 1 / 3, 6: 2 / 3}  # column-tag-red / -green / -blue
+    for ann in data["annotations"][:12]:
+        ids = read_panoptic_png(hard_dir / "val" / "panoptic" / ann["file_name"])
+        image = np.asarray(Image.open(hard_dir / "val" / "images" / ann["file_name"]).convert("RGB"), float)
+        cat = {s["id"]: s["category_id"] for s in ann["segments_info"]}
+        tag_rows = int(TAG_HEIGHT)
+        top = ids[:tag_rows + 2]
+        assert all(cat[i] in hue_of for i in np.unique(top))  # only stuff in (and just below) the tags
+        for x in range(0, 128, 3):
+            col_class = {cat[i] for i in ids[:, x] if cat[i] in hue_of}
+            assert col_class == {cat[ids[0, x]]}  # one class along the whole column
+            r, g, b = image[1:tag_rows - 1, x].mean(0)
+            dominant = int(np.argmax([r, g, b]))  # red / green / blue tag
+            assert dominant == [4, 5, 6].index(cat[ids[0, x]])
+
+
+def test_hard_variant_has_lattice_crowds(hard_dir):
+    stats = shapes_statistics(hard_dir / "val")
+    assert stats["images_with_touching_same_class"] >= 0.8
+    assert stats["things_touching_same_class"] >= 0.5
+    assert stats["things_per_image"] >= 6
+
+
+def test_data_shapes_cli_refuses_what_would_lose_or_mix_files(tmp_path, capsys):
+    out = tmp_path / "set"
+    assert cli_main(["data", "shapes", "--out", str(out), "--num-train", "2", "--num-val", "1", "-q"]) == 0
+    before = _files(out)
+    assert cli_main(["data", "shapes", "--out", str(out), "--num-train", "3", "--num-val", "1", "-q"]) == 2
+    assert "not empty" in capsys.readouterr().out
+    assert _files(out) == before  # nothing overwritten, nothing stale added
+    empty = ["--num-train", "0", "--num-val", "0"]
+    assert cli_main(["data", "shapes", "--out", str(tmp_path / "z"), *empty]) == 2
+    assert "nothing to generate" in capsys.readouterr().out
+    assert cli_main(["data", "shapes", "--out", str(tmp_path / "n"), "--seed", "-1"]) == 2
+    assert "--seed" in capsys.readouterr().out
+    (tmp_path / "file").write_text("x")
+    assert cli_main(["data", "shapes", "--out", str(tmp_path / "file"), "--num-train", "1"]) == 2
+    assert "not a folder" in capsys.readouterr().out

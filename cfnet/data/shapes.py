@@ -592,7 +592,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="standard: bands + clusters; hard: tagged columns + lattice crowds (docs/shapes.md)",
     )
     parser.add_argument("--grid", default=None, help="also write a PNG grid of validation samples here")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def _check_arguments(args: argparse.Namespace) -> str | None:

@@ -1,0 +1,409 @@
+"""Seeded statistics of the ablation study and ``cfnet ablate report`` (Markdown).
+
+    cfnet ablate report [--results results/ablations] [--out docs/ablations.md]
+
+Reads only the cached result JSONs (:mod:`cfnet.ablation`), never trains. For every table:
+
+* each row's mean ± sample standard deviation over the seeds it has;
+* each row's **paired difference** to the table's reference row: the difference on the same seed,
+  then its mean and a 95 % Student-t interval over the seeds both rows have
+  (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n); a difference is *resolved* when the interval excludes 0;
+* the paper's numbers and the paper's differences beside ours.
+
+The output is deterministic (stable ordering, fixed number formats, no time stamps), so
+``docs/ablations.md`` is exactly ``cfnet ablate report`` on the committed results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cfnet import ablation
+from cfnet.ablation_study import STUDY, plan
+
+__all__ = [
+    "t_quantile_975",
+    "Summary",
+    "summarize",
+    "paired_difference",
+    "load_results",
+    "collect",
+    "render_report",
+]
+
+# Two-sided 95 % quantiles t_{0.975, df} of Student's t (df = 1..30); beyond, the normal 1.96 is
+# within 0.05 of the true value and the intervals are already narrow.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: the multiplier of a two-sided 95 % interval with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample standard deviation (None for one value) and count of a list of numbers."""
+
+    mean: float
+    std: float | None
+    n: int
+
+
+def summarize(values: Sequence[float]) -> Summary | None:
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return Summary(mean, None, 1)
+    var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
+    return Summary(mean, math.sqrt(var), len(vals))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Paired difference row − reference over common seeds: mean, 95 % t-interval (n ≥ 2)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+
+    @property
+    def resolved(self) -> bool:
+        return self.low is not None and (self.low > 0 or self.high < 0)
+
+
+def paired_difference(row: dict[int, float], reference: dict[int, float]) -> Difference | None:
+    """Paired difference of two ``{seed: value}`` maps over the seeds both have."""
+    seeds = sorted(s for s in row if s in reference and row[s] is not None and reference[s] is not None)
+    if not seeds:
+        return None
+    diffs = [row[s] - reference[s] for s in seeds]
+    summary = summarize(diffs)
+    if summary.n < 2:
+        return Difference(summary.mean, None, None, 1)
+    half = t_quantile_975(summary.n - 1) * summary.std / math.sqrt(summary.n)
+    return Difference(summary.mean, summary.mean - half, summary.mean + half, summary.n)
+
+
+# ----------------------------------------------------------------------------------------------
+# reading results
+
+
+def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every cached result in ``results_dir`` (sorted by file name); foreign files are an error."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"--results {results_dir}: no such folder")
+    out = []
+    for path in sorted(results_dir.glob("*.json")):
+        record = ablation.load_result(path)
+        out.append(dict(record, path=str(path)))
+    return out
+
+
+def collect(
+    records: Iterable[dict[str, Any]], *, preset: str, iters: int
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{run: {seed: record}}`` for the records of one protocol (preset and iterations).
+
+    A run's record must have exactly the run's overrides (:data:`cfnet.ablation.RUNS`), so a
+    result of an older definition of a run is never mixed in. Two records of the same run and seed
+    (e.g. on different data) are an error: the report would have to pick one silently.
+    """
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        s = rec["settings"]
+        name = rec.get("name")
+        if s.get("preset") != preset or s.get("iters") != iters or name not in ablation.RUNS:
+            continue
+        if list(s.get("overrides", [])) != list(ablation.RUNS[name]):
+            continue
+        seed = int(s["seed"])
+        if seed in out.setdefault(name, {}):
+            raise ValueError(
+                f"two results for run {name!r} seed {seed}: {out[name][seed]['path']} and {rec['path']}; "
+                "keep one"
+            )
+        out[name][seed] = rec
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# formatting
+
+_PERCENT_METRICS = {"PQ", "SQ", "RQ", "PQ_th", "PQ_st", "mIoU", "mask_AP", "PQ_touch"}
+
+
+def _fmt(value: float | None, metric: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if metric == "latency_ms":
+        return f"{value:.1f}"
+    return f"{value:.1f}"
+
+
+def _fmt_signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.1f}"
+
+
+def _summary_cell(summary: Summary | None, metric: str) -> str:
+    if summary is None:
+        return "—"
+    if summary.std is None:
+        return f"{_fmt(summary.mean, metric)}"
+    return f"{_fmt(summary.mean, metric)} ± {_fmt(summary.std, metric)}"
+
+
+def _difference_cell(diff: Difference | None) -> str:
+    if diff is None:
+        return "—"
+    if diff.low is None:
+        return f"{_fmt_signed(diff.mean)} (1 seed)"
+    mark = " ✓" if diff.resolved else ""
+    return f"{_fmt_signed(diff.mean)} [{_fmt_signed(diff.low)}, {_fmt_signed(diff.high)}]{mark}"
+
+
+def _metric_by_seed(runs: dict[int, dict[str, Any]], metric: str) -> dict[int, float]:
+    return {
+        seed: rec["metrics"].get(metric)
+        for seed, rec in runs.items()
+        if rec["metrics"].get(metric) is not None
+    }
+
+
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str] | None = None
+) -> list[str]:
+    align = align or ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _render_table(table: ablation.AblationTable, data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    lines = [f"### {table.title}", "", table.note, ""]
+    ref_row = next(r for r in table.rows if r.label == table.reference)
+    has_paper = any(row.paper for row in table.rows)
+    header = ["row", "run", "seeds"] + [m for m in table.metrics]
+    rows = []
+    for row in table.rows:
+        runs = data.get(row.run, {})
+        seeds = ",".join(str(s) for s in sorted(runs)) or "pending"
+        cells = [row.label, f"`{row.run}`", seeds]
+        cells += [_summary_cell(summarize(list(_metric_by_seed(runs, m).values())), m) for m in table.metrics]
+        rows.append(cells)
+    lines += ["Mean ± sample std over seeds (a single number: one seed).", ""]
+    lines += _table(header, rows, ["---", "---", "---"] + ["---:"] * len(table.metrics))
+    lines += [
+        "",
+        f"Paired differences to **{ref_row.label}** (same seed; mean [95 % t-interval]; "
+        "✓: the interval excludes 0)" + (", beside the paper's differences" if has_paper else "") + ":",
+        "",
+    ]
+    diff_metrics = [m for m in table.metrics if m != "latency_ms"]
+    header = ["row"] + [f"Δ{m}" for m in diff_metrics]
+    if has_paper:
+        header += [f"paper Δ{m}" for m in diff_metrics if any(m in r.paper for r in table.rows)]
+    rows = []
+    resolved, unresolved = [], []
+    ref_runs = data.get(ref_row.run, {})
+    for row in table.rows:
+        if row is ref_row:
+            continue
+        runs = data.get(row.run, {})
+        cells = [row.label]
+        for m in diff_metrics:
+            diff = paired_difference(_metric_by_seed(runs, m), _metric_by_seed(ref_runs, m))
+            cells.append(_difference_cell(diff))
+            if diff is not None and diff.n >= 2:
+                (resolved if diff.resolved else unresolved).append(
+                    f"{row.label} {m} {_fmt_signed(diff.mean)}"
+                )
+        if has_paper:
+            for m in diff_metrics:
+                if not any(m in r.paper for r in table.rows):
+                    continue
+                p, q = row.paper.get(m), ref_row.paper.get(m)
+                cells.append(_fmt_signed(p - q) if p is not None and q is not None else "—")
+        rows.append(cells)
+    lines += _table(header, rows)
+    if has_paper:
+        lines += ["", "The paper's numbers (COCO val / ADE20k, R50-FPN):", ""]
+        paper_metrics = [m for m in table.metrics if any(m in r.paper for r in table.rows)]
+        lines += _table(
+            ["row"] + paper_metrics,
+            [[r.label] + [_fmt(r.paper.get(m), m) for m in paper_metrics] for r in table.rows],
+        )
+    lines += [""]
+    if resolved:
+        lines.append("Resolved (interval excludes 0): " + "; ".join(resolved) + ".")
+    if unresolved:
+        lines.append("Not resolved (interval includes 0): " + "; ".join(unresolved) + ".")
+    if not resolved and not unresolved:
+        lines.append("No difference has two or more seeds yet: nothing is resolved.")
+    lines.append("")
+    return lines
+
+
+def _render_confusion(
+    data: dict[str, dict[int, dict[str, Any]]], runs: Sequence[tuple[str, str]]
+) -> list[str]:
+    """Mean stuff confusion (percent of each ground-truth stuff class's pixels) per run."""
+    lines = []
+    for label, run in runs:
+        recs = [rec for _, rec in sorted(data.get(run, {}).items()) if rec["metrics"].get("stuff_confusion")]
+        if not recs:
+            continue
+        gts = list(recs[0]["metrics"]["stuff_confusion"])
+        preds = list(recs[0]["metrics"]["stuff_confusion"][gts[0]])
+        rows = []
+        for g in gts:
+            vals = [summarize([r["metrics"]["stuff_confusion"][g][p] for r in recs]).mean for p in preds]
+            rows.append([g] + [f"{v:.1f}" for v in vals])
+        lines += [
+            f"**{label}** (`{run}`, {len(recs)} seed{'s' if len(recs) > 1 else ''}): rows are the "
+            "ground truth, columns the semantic branch's prediction, percent of the row's pixels.",
+            "",
+        ]
+        lines += _table(["ground truth \\ predicted"] + preds, rows)
+        lines.append("")
+    return lines
+
+
+_DIAG_KEYS = (
+    ("scm_same_class_mass", "SCM same-class mass"),
+    ("scm_uniform_mass", "uniform (chance)"),
+    ("scm_entropy", "SCM entropy (nats)"),
+    ("icm_separability", "ICM c_u sep."),
+    ("icm_output_separability", "ICM f^I sep."),
+    ("input_separability", "input sep."),
+    ("coords_separability", "CoordConv sep."),
+    ("sine_separability", "sine sep."),
+    ("icm_term_ratio", "ICM term ratio"),
+)
+
+
+def _render_diagnostics(data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    rows = []
+    for run in ablation.RUNS:
+        recs = [rec for _, rec in sorted(data.get(run, {}).items()) if rec.get("diagnostics")]
+        if not recs:
+            continue
+        cells = [f"`{run}`", str(len(recs))]
+        for key, _ in _DIAG_KEYS:
+            s = summarize([r["diagnostics"].get(key) for r in recs])
+            cells.append("—" if s is None else f"{s.mean:.3f}")
+        rows.append(cells)
+    if not rows:
+        return ["No result has diagnostics yet.", ""]
+    return _table(["run", "seeds"] + [label for _, label in _DIAG_KEYS], rows) + [""]
+
+
+def render_report(records: Sequence[dict[str, Any]], protocol: Any) -> str:
+    """The Markdown report of one protocol's results (see the module docstring)."""
+    data = collect(records, preset=protocol.preset, iters=protocol.iters)
+    planned = plan(list(ablation.TABLES), list(protocol.seeds))
+    done = [(r, s) for r, s in planned if s in data.get(r, {})]
+    pending = [(r, s) for r, s in planned if s not in data.get(r, {})]
+    envs = sorted(
+        {
+            f"{rec['environment'].get('device', '?')} / {rec['environment'].get('processor', '?')} / "
+            f"torch {rec['environment'].get('torch', '?')}"
+            for runs in data.values()
+            for rec in runs.values()
+        }
+    )
+    data_desc = sorted(
+        {
+            json.dumps(rec["settings"]["data"], sort_keys=True)
+            for runs in data.values()
+            for rec in runs.values()
+        }
+    )
+    lines = [
+        "# The ablation study, measured",
+        "",
+        "Generated by `cfnet ablate report` from the result files in `results/ablations/`; do not "
+        "edit by hand (`cfnet ablate run` adds results, this command rewrites the page).",
+        "",
+        "## Protocol",
+        "",
+        f"- Data: `cfnet data shapes --variant {protocol.variant} --num-train {protocol.num_train} "
+        f"--num-val {protocol.num_val} --size {protocol.size} --seed {protocol.data_seed}` "
+        "(docs/shapes.md), the same for every run.",
+        f"- Model and schedule: preset `{protocol.preset}`, {protocol.iters} iterations at its batch size, "
+        "nothing tuned per configuration; a run is the preset plus the overrides in `cfnet.ablation.RUNS`.",
+        f"- Seeds {', '.join(map(str, protocol.seeds))} (initialisation and data order). Tables 4 and 6 "
+        "run every seed, the other tables the first.",
+        "- Results: "
+        + f"{len(done)} of {len(planned)} planned runs. "
+        + ("Pending: " + ", ".join(f"`{r}`/s{s}" for r, s in pending) + "." if pending else "None pending."),
+        "- Environments: " + ("; ".join(envs) if envs else "—") + ".",
+    ]
+    if len(data_desc) > 1:
+        lines.append("- **Warning**: the results come from more than one data set description.")
+    lines += ["", "## Headroom controls", ""]
+    lines += _render_table(ablation.TABLES["controls"], data)
+    lines += ["#### Stuff confusion", ""]
+    lines += _render_confusion(
+        data,
+        [("SCM + CoordConv", "scm"), ("no semantic module", "baseline"), ("non-local attention", "att-icm")],
+    )
+    lines += ["## The paper's tables", ""]
+    for name in ("table4", "table5", "table6", "table7", "fn"):
+        lines += _render_table(ablation.TABLES[name], data)
+    lines += [
+        "## Correlation diagnostics",
+        "",
+        "Means over the seeds that have them (`cfnet analyze` defines each number; "
+        "separabilities are leave-one-out nearest-centroid accuracies on touching same-class pairs, "
+        "chance 0.5).",
+        "",
+    ]
+    lines += _render_diagnostics(data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI: cfnet ablate report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default="results/ablations", help="result JSON folder")
+    parser.add_argument("--out", default="docs/ablations.md", help="Markdown file to write ('-' for stdout)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        text = render_report(load_results(args.results), STUDY)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"cfnet ablate report: {e}", file=sys.stderr)
+        return 2
+    if args.out == "-":
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as e:
+        print(f"cfnet ablate report: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
