@@ -91,6 +91,7 @@ __all__ = [
     "analyze",
     "same_class_mass",
     "weight_entropy",
+    "scm_axial_weights",
     "nearest_centroid_loo_scores",
     "nearest_centroid_loo_accuracy",
     "cell_sample_indices",
@@ -249,13 +250,25 @@ def _axis_correlation(module: nn.Module, theta: Tensor, length: int) -> Tensor:
     return correlation_1d(theta, coords, length)
 
 
-def _scm_image(scm: SemanticCorrelationModule, x: Tensor, labels: Tensor) -> dict[str, float]:
-    """Sums over the non-ignored pixels u of one image's SCM level (see the module docstring)."""
+def scm_axial_weights(scm: SemanticCorrelationModule, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The softmax weights of Eq. 9 of every pixel of one map ``x`` (1, C, H, W), in float64.
+
+    Returns ``row_w (H, W, W)`` = softmax_{v_x} G(θ_u^hor, v_x) and ``col_w (H, W, H)`` =
+    softmax_{v_y} G(θ_u^ver, v_y) (axes as the design notes fix them); the same numbers as
+    :meth:`SemanticCorrelationModule.axial_weights` gives for one pixel, for all pixels at once.
+    """
     _, _, height, width = x.shape
     theta_hor, theta_ver = scm.params(x)  # (1, H, W, 2N+1) each
     # float64: collapsed weights (amplitudes of ≈ 20) must not underflow before the renormalisation.
-    row_w = torch.softmax(_axis_correlation(scm, theta_hor[0].double(), width), dim=-1)  # (H, W, W)
-    col_w = torch.softmax(_axis_correlation(scm, theta_ver[0].double(), height), dim=-1)  # (H, W, H)
+    row_w = torch.softmax(_axis_correlation(scm, theta_hor[0].double(), width), dim=-1)
+    col_w = torch.softmax(_axis_correlation(scm, theta_ver[0].double(), height), dim=-1)
+    return row_w, col_w
+
+
+def _scm_image(scm: SemanticCorrelationModule, x: Tensor, labels: Tensor) -> dict[str, float]:
+    """Sums over the non-ignored pixels u of one image's SCM level (see the module docstring)."""
+    _, _, height, width = x.shape
+    row_w, col_w = scm_axial_weights(scm, x)
     labels = labels.to(row_w.device)
     valid = labels != IGNORE_INDEX
     n = int(valid.sum())

@@ -23,11 +23,13 @@ from cfnet.diagnostics import (
     nearest_centroid_loo_accuracy,
     nearest_centroid_loo_scores,
     same_class_mass,
+    scm_axial_weights,
     weight_entropy,
 )
 from cfnet.inspect import Geometry
 from cfnet.model import build_model
 from cfnet.modules.icm import InstanceCorrelationModule
+from cfnet.modules.scm import SemanticCorrelationModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -88,6 +90,20 @@ def test_weight_entropy_uniform_is_log_w_and_one_hot_is_zero():
     one_hot = torch.zeros(3, 7)
     one_hot[:, 2] = 1
     assert torch.equal(weight_entropy(one_hot), torch.zeros(3, dtype=torch.float64))
+
+
+def test_scm_axial_weights_match_the_modules_own_weights():
+    torch.manual_seed(0)
+    scm = SemanticCorrelationModule(8, num_levels=3, hidden_channels=8).double()
+    with torch.no_grad():  # strong amplitudes, so that the weights are far from uniform
+        scm.theta.hor.bias[1:4] *= 30
+        scm.theta.ver.bias[1:4] *= 30
+    x = torch.randn(1, 8, 5, 7, dtype=torch.float64)
+    row_w, col_w = scm_axial_weights(scm, x)
+    assert row_w.shape == (5, 7, 7) and col_w.shape == (5, 7, 5)
+    for point in ((0, 0), (2, 5), (4, 6)):
+        row, col = scm.axial_weights(x, point)
+        assert torch.allclose(row_w[point], row[0]) and torch.allclose(col_w[point], col[0])
 
 
 # ---------------------------------------------------------------------------------------------- ICM
