@@ -24,6 +24,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("train",), "cfnet.engine.train", "train a model (single process or under torchrun)"),
     (("eval",), "cfnet.engine.evaluate", "PQ/SQ/RQ, mIoU and mask AP of a checkpoint on a split"),
     (("predict",), "cfnet.engine.predict", "panoptic predictions (PNG + JSON + overlays) for images"),
+    (("analyze",), "cfnet.diagnostics", "what SCM and ICM learned, as numbers (Fig. 8) on a split"),
     (("export",), "cfnet.engine.export", "release checkpoint (fp16 weights, no optimiser) + card from a run"),
     (("ablate", "run"), "cfnet.ablation_study", "train the ablation runs not yet cached"),
     (("ablate", "report"), "cfnet.ablation_report", "the ablation report (Markdown) from cached results"),
