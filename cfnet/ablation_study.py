@@ -24,7 +24,6 @@ either mechanism at 128 px. 2000 iterations is the ``shapes-tiny`` preset's own 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cfnet import ablation
+from cfnet.diagnostics import analyze
 
 __all__ = ["StudyProtocol", "STUDY", "TABLE_ALIASES", "parse_tables", "plan", "prepare_data", "run_study"]
 
@@ -139,14 +139,7 @@ def prepare_data(data_dir: str | Path, protocol: StudyProtocol = STUDY, progress
     return data_dir
 
 
-# TEMPORARY while cfnet.diagnostics is being written: runs without it keep their checkpoint and
-# get their diagnostics later (backfill_diagnostics).
-_HAS_DIAGNOSTICS = importlib.util.find_spec("cfnet.diagnostics") is not None
-
-
 def _diagnose(model: Any, val_dir: Path, device: str, progress: bool) -> dict[str, Any]:
-    from cfnet.diagnostics import analyze
-
     return analyze(model, val_dir, device=device, progress=progress)
 
 
@@ -193,7 +186,7 @@ def run_study(
         if found is not None:
             path = Path(found["path"])
             ckpt = ablation.checkpoint_path(runs_dir, path)
-            if _HAS_DIAGNOSTICS and found.get("diagnostics") is None and ckpt.is_file():
+            if found.get("diagnostics") is None and ckpt.is_file():
                 backfill_diagnostics(path, ckpt, data_dir / "val", device or "cpu", progress)
                 found = ablation.load_result(path)
             log(f"[{k}/{len(pairs)}] {name} seed {seed}: cached ({path.name})")
@@ -214,7 +207,7 @@ def run_study(
             device=device,
             progress=progress,
             keep_checkpoint=True,
-            diagnose=_diagnose if _HAS_DIAGNOSTICS else None,
+            diagnose=_diagnose,
         )
         durations.append(time.perf_counter() - start)
         eta = remaining * sum(durations) / len(durations)

@@ -142,6 +142,15 @@ def test_one_real_study_run_then_cached_then_reported(tmp_path, one_torch_thread
     assert "training 1 iterations" in lines[0] and "ETA" in lines[1]
     kept = list((tmp_path / "runs" / "checkpoints").glob("scm-*.pt"))
     assert len(kept) == 1 and not (tmp_path / "runs" / "scm-seed0").exists()
+    assert set(records[0]["diagnostics"]) >= {
+        "scm_same_class_mass",
+        "icm_separability",
+        "coords_separability",
+    }
+    assert records[0]["diagnostics"]["icm_separability"] is None  # `scm` has CoordConv, no ICM
+    # A result written without diagnostics (older code) gets them from its kept checkpoint, untrained.
+    path = next((tmp_path / "results").glob("scm-*.json"))
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), diagnostics=None)))
     again = []
     run_study(
         [("scm", 0)],
@@ -153,5 +162,8 @@ def test_one_real_study_run_then_cached_then_reported(tmp_path, one_torch_thread
         log=again.append,
     )
     assert "cached" in again[0]
+    backfilled = json.loads(path.read_text())
+    assert backfilled["diagnostics"] == records[0]["diagnostics"]
+    assert backfilled["metrics"] == records[0]["metrics"]
     report = render_report(load_results(tmp_path / "results"), tiny)
     assert "1 of " in report and "`scm` | 0 |" in report
