@@ -2,7 +2,8 @@
 
 Table 5 (semantic branch): ``build_semantic_module(kind)`` with kind ``none | attention | scm``.
 Table 6 (instance branch): ``build_position_module(kind)`` with kind ``none | coords | sine | icm``.
-Every module the factories return has an ``out_channels`` attribute.
+Every module the factories return has an ``out_channels`` attribute. The correlation modules take
+``function``, the registered name of their correlation function G (default ``dft``, Eq. 5).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from cfnet.correlation import CorrelationFunction
 from cfnet.modules.baselines import AddCoords, NonLocalBlock, SinePositionEmbedding
 from cfnet.modules.icm import InstanceCorrelationModule
 from cfnet.modules.scm import SemanticCorrelationModule
@@ -47,8 +49,12 @@ def build_semantic_module(
     mode: str = "axial",
     hidden_channels: int = 64,
     max_global_positions: int = 16384,
+    function: str | CorrelationFunction = "dft",
 ) -> nn.Module:
-    """The semantic-branch module of Table 5: ``none`` (identity), ``attention`` (non-local), ``scm``."""
+    """The semantic-branch module of Table 5: ``none`` (identity), ``attention`` (non-local), ``scm``.
+
+    ``function`` names the SCM's correlation function G (Eq. 5 for ``dft``).
+    """
     if kind == "none":
         return _identity(channels)
     if kind == "attention":
@@ -60,6 +66,7 @@ def build_semantic_module(
             mode=mode,
             hidden_channels=hidden_channels,
             max_global_positions=max_global_positions,
+            function=function,
         )
     raise ValueError(f"unknown semantic module kind {kind!r}; valid kinds: {', '.join(SEMANTIC_KINDS)}")
 
@@ -71,8 +78,12 @@ def build_position_module(
     num_levels: int = 5,
     num_refs: int | Sequence[int] = 16,
     hidden_channels: int = 64,
+    function: str | CorrelationFunction = "dft",
 ) -> nn.Module:
-    """The instance-branch module of Table 6: ``none``, ``coords`` (CoordConv), ``sine`` (DETR), ``icm``."""
+    """The instance-branch module of Table 6: ``none``, ``coords`` (CoordConv), ``sine`` (DETR), ``icm``.
+
+    ``function`` names the ICM's correlation function G (Eq. 5 for ``dft``).
+    """
     if kind == "none":
         return _identity(channels)
     if kind == "coords":
@@ -81,6 +92,10 @@ def build_position_module(
         return SinePositionEmbedding(channels)
     if kind == "icm":
         return InstanceCorrelationModule(
-            channels, num_levels=num_levels, num_refs=num_refs, hidden_channels=hidden_channels
+            channels,
+            num_levels=num_levels,
+            num_refs=num_refs,
+            hidden_channels=hidden_channels,
+            function=function,
         )
     raise ValueError(f"unknown position module kind {kind!r}; valid kinds: {', '.join(POSITION_KINDS)}")
