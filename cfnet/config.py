@@ -11,6 +11,7 @@ ablation                              override
 Table 4/5: semantic module            ``model.semantic.module=none|attention|scm``
 Eq. 8 vs Eq. 9 aggregation            ``model.semantic.scm_mode=global|axial``
 Table 4/6: instance position module   ``model.instance.position=none|coords|sine|icm``
+ours: ICM whose θ sees CoordConv      ``model.instance.position=icm-coords``
 Table 7: Fourier levels N, grid S     ``model.correlation.num_levels=3``, ``model.correlation.num_refs=32``
 correlation function G (Eq. 5)        ``model.correlation.function=dft|dft-periodic|gaussian``
 Table 8: deeper semantic head         ``model.semantic.num_convs=7``
@@ -72,7 +73,7 @@ class SemanticConfig:
 
 @dataclass
 class InstanceConfig:
-    position: str = "icm"  # none | coords | sine | icm   (Table 6)
+    position: str = "icm"  # none | coords | sine | icm   (Table 6) | icm-coords (our extension)
     num_grids: list[int] = field(default_factory=lambda: [40, 36, 24, 16, 12])
     strides: list[int] = field(default_factory=lambda: [8, 8, 16, 32, 32])
     scale_ranges: list[list[float]] = field(
@@ -314,6 +315,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"config key {key!r}: unsupported type {tp}")
 
 
+def _position_kinds() -> tuple[str, ...]:
+    # The factory's own list (imported here, not at the top: the model code needs torch).
+    from cfnet.modules import POSITION_KINDS
+
+    return POSITION_KINDS
+
+
 def _correlation_functions() -> tuple[str, ...]:
     # The registry at validation time, so a family registered by user code is a valid choice.
     from cfnet.correlation import CORRELATION_FUNCTIONS
@@ -328,7 +336,7 @@ CHOICES: dict[str, tuple[Any, ...] | Callable[[], tuple[Any, ...]]] = {
     "model.backbone.norm": ("frozen_bn", "bn", "gn"),
     "model.semantic.module": ("none", "attention", "scm"),
     "model.semantic.scm_mode": ("axial", "global"),
-    "model.instance.position": ("none", "coords", "sine", "icm"),
+    "model.instance.position": _position_kinds,
     "model.correlation.function": _correlation_functions,
     "model.inference.nms_kernel": ("gaussian", "linear"),
     "solver.optimizer": ("sgd", "adamw"),
