@@ -636,7 +636,7 @@ def _info_markdown(data: dict, loaded: LoadedImage, segment: dict | None, catego
         sy, sx = info["stride"]
         text = (
             f"**{label} at {level}:** map {fh}×{fw}, pixel → cell (row {fi}, col {fj}); one cell = "
-            f"{sy:.2f}×{sx:.2f} image pixels."
+            f"{sy:.2f}×{sx:.2f} image pixels. Correlation function G: `{info['function']}`."
         )
         if key == "icm" and info.get("input_stride"):
             text += " " + info["input_stride"]

@@ -462,6 +462,8 @@ def test_demo_figures_show_the_functions_parameters(gaussian_model):
         dots = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
         np.testing.assert_allclose(dots[0].y, data[key]["curve_hor"])
         assert "gaussian" in fig.layout.title.text
+    text = handlers._info_markdown(data, loaded, None, gaussian_model.categories, "fresh")
+    assert text.count("Correlation function G: `gaussian`") == 2
 
 
 @pytest.mark.parametrize("name", SHIPPED)
