@@ -511,8 +511,8 @@ def _check_pixel(row: Any, col: Any, size: tuple[int, int]) -> tuple[int, int]:
 def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
     from cfnet.viz import (
         axial_weights_figure,
+        correlation_curves_figure,
         correlation_heatmap_figure,
-        fourier_curves_figure,
         note_figure,
         reference_grid_figure,
     )
@@ -538,15 +538,15 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
         )
 
     def curves(info: dict, title: str):
-        h, w = info["feature_size"]
-        return fourier_curves_figure(
-            info["theta_hor"],
-            info["theta_ver"],
-            w,
-            h,
+        # Curves and bars come from the model's own correlation function (cfnet.inspect asked it):
+        # nothing here assumes a family.
+        return correlation_curves_figure(
+            info,
+            info["parameter_groups"],
             point=info["feature_point"],
             stride=info["stride"],
-            title=title,
+            title=f"{title} ({info['function']})",
+            function_label=info["function_label"],
         )
 
     scm, icm = data["scm"], data["icm"]
@@ -573,7 +573,7 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
         scm_figs = (
             note_figure(note, "SCM: cor₂d(u, ·)"),
             note_figure(note, "SCM: Eq. 9 weights"),
-            note_figure(note, "SCM: Fourier curves"),
+            note_figure(note, "SCM: correlation functions"),
         )
     if icm is not None:
         refs = icm["references"]
@@ -605,7 +605,7 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
         icm_figs = (
             note_figure(note, "ICM: cor₂d(u, ·)"),
             note_figure(note, "ICM: reference points"),
-            note_figure(note, "ICM: Fourier curves"),
+            note_figure(note, "ICM: correlation functions"),
         )
     return scm_figs + icm_figs
 
@@ -636,7 +636,7 @@ def _info_markdown(data: dict, loaded: LoadedImage, segment: dict | None, catego
         sy, sx = info["stride"]
         text = (
             f"**{label} at {level}:** map {fh}×{fw}, pixel → cell (row {fi}, col {fj}); one cell = "
-            f"{sy:.2f}×{sx:.2f} image pixels."
+            f"{sy:.2f}×{sx:.2f} image pixels. Correlation function G: `{info['function']}`."
         )
         if key == "icm" and info.get("input_stride"):
             text += " " + info["input_stride"]

@@ -7,8 +7,9 @@
    map appear (checkpoint chooser: the shipped model and every ``.pt`` in ``--checkpoint-dir``).
 2. Click a pixel of the panoptic result: the SCM's cor_2d(u, ·) (Eq. 6) and Eq. 9 softmax weights,
    the ICM's cor_2d(u, ·) and correlations with the S×S reference points (Eq. 10), and the 1-D
-   Fourier curves G(θ_u, ·) (Eq. 5) are drawn at the chosen FPN level; the clicked pixel's
-   segment is highlighted.
+   correlation functions G(θ_u, ·) (Eq. 5 for the default ``dft``; whatever family the checkpoint
+   was trained with) are drawn at the chosen FPN level; the clicked pixel's segment is
+   highlighted.
 3. The same functions are an API: ``Client(url).predict(handle_file(path), api_name="/segment")``
    and ``.predict(handle_file(path), row, col, "P3", api_name="/inspect")``.
 
@@ -45,7 +46,8 @@ Pick an example or upload an image to get its **panoptic segmentation**. Then **
 panoptic result** to see what the network learned for it: the *semantic* correlation of the SCM
 (softmax weights along the pixel's row and column, Eq. 9, and the 2-D map cor₂d(u, ·), Eq. 6), the
 *instance* correlation of the ICM (cor₂d(u, ·) and the correlations with the S×S reference points,
-Eq. 10), and the 1-D Fourier functions G(θ, ·) of Eq. 5 with their amplitudes and phases."""
+Eq. 10), and the 1-D correlation functions G(θ, ·) (Eq. 5's Fourier series for the paper's model)
+with their parameters (amplitudes and phases for Fourier ones)."""
 
 
 def default_examples() -> list[Path]:
@@ -240,12 +242,12 @@ def build_app(
                 gr.Markdown("### Semantic correlation module (SCM)")
                 scm_map = gr.Plot(label="SCM: cor₂d(u, ·)", elem_id="scm-map")
                 scm_weights = gr.Plot(label="SCM: Eq. 9 row / column weights", elem_id="scm-weights")
-                scm_curves = gr.Plot(label="SCM: Fourier curves", elem_id="scm-curves")
+                scm_curves = gr.Plot(label="SCM: correlation functions G", elem_id="scm-curves")
             with gr.Column():
                 gr.Markdown("### Instance correlation module (ICM)")
                 icm_map = gr.Plot(label="ICM: cor₂d(u, ·)", elem_id="icm-map")
                 icm_refs = gr.Plot(label="ICM: reference-point correlations", elem_id="icm-references")
-                icm_curves = gr.Plot(label="ICM: Fourier curves", elem_id="icm-curves")
+                icm_curves = gr.Plot(label="ICM: correlation functions G", elem_id="icm-curves")
         plots = [scm_map, scm_weights, scm_curves, icm_map, icm_refs, icm_curves]
         inspect_outputs = [overlay, *plots, info]
 

@@ -12,7 +12,9 @@ Table 4/5: semantic module            ``model.semantic.module=none|attention|scm
 Eq. 8 vs Eq. 9 aggregation            ``model.semantic.scm_mode=global|axial``
 Table 4/6: instance position module   ``model.instance.position=none|coords|sine|icm``
 no position anywhere (control)        ``model.instance.position=none model.instance.mask_coords=false``
+ours: ICM whose θ sees CoordConv      ``model.instance.position=icm-coords``
 Table 7: Fourier levels N, grid S     ``model.correlation.num_levels=3``, ``model.correlation.num_refs=32``
+correlation function G (Eq. 5)        ``model.correlation.function=dft|dft-periodic|gaussian``
 Table 8: deeper semantic head         ``model.semantic.num_convs=7``
 Eq. 1: λ                              ``model.semantic.loss_weight=0.5``
 ====================================  ============================================================
@@ -26,7 +28,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,9 @@ class CorrelationConfig:
     num_levels: int = 5  # N, Fourier levels of Eq. 5
     num_refs: int = 16  # S, reference grid of the ICM (S x S points)
     hidden_channels: int = 64  # width of the theta predictor's 3x3 conv (Fig. 4/5)
+    # G of SCM and ICM: a name registered in cfnet.correlation.CORRELATION_FUNCTIONS. "dft" is the
+    # paper's mirrored Eq. 5; "dft-periodic" (Eq. 3) and "gaussian" are ablations.
+    function: str = "dft"
 
 
 @dataclass
@@ -69,7 +74,7 @@ class SemanticConfig:
 
 @dataclass
 class InstanceConfig:
-    position: str = "icm"  # none | coords | sine | icm   (Table 6)
+    position: str = "icm"  # none | coords | sine | icm   (Table 6) | icm-coords (our extension)
     num_grids: list[int] = field(default_factory=lambda: [40, 36, 24, 16, 12])
     strides: list[int] = field(default_factory=lambda: [8, 8, 16, 32, 32])
     scale_ranges: list[list[float]] = field(
@@ -314,25 +319,49 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"config key {key!r}: unsupported type {tp}")
 
 
-CHOICES = {
+def _position_kinds() -> tuple[str, ...]:
+    # The factory's own list (imported here, not at the top: the model code needs torch).
+    from cfnet.modules import POSITION_KINDS
+
+    return POSITION_KINDS
+
+
+def _correlation_functions() -> tuple[str, ...]:
+    # The registry at validation time, so a family registered by user code is a valid choice.
+    from cfnet.correlation import CORRELATION_FUNCTIONS
+
+    return tuple(CORRELATION_FUNCTIONS)
+
+
+# Allowed values per key: a tuple, or a function returning one where the list lives in the code
+# that implements the choices.
+CHOICES: dict[str, tuple[Any, ...] | Callable[[], tuple[Any, ...]]] = {
     "model.backbone.depth": (10, 18, 34, 50, 101),
     "model.backbone.norm": ("frozen_bn", "bn", "gn"),
     "model.semantic.module": ("none", "attention", "scm"),
     "model.semantic.scm_mode": ("axial", "global"),
-    "model.instance.position": ("none", "coords", "sine", "icm"),
+    "model.instance.position": _position_kinds,
+    "model.correlation.function": _correlation_functions,
     "model.inference.nms_kernel": ("gaussian", "linear"),
     "solver.optimizer": ("sgd", "adamw"),
 }
 
 
+def choices(key: str) -> tuple[Any, ...]:
+    """The allowed values of config key ``key`` (one of :data:`CHOICES`)."""
+    allowed = CHOICES[key]
+    return allowed() if callable(allowed) else allowed
+
+
 def validate(cfg: Config) -> Config:
     """Cross-field checks (choices, list lengths); called by build_model and the trainer."""
-    for key, choices in CHOICES.items():
+    for key in CHOICES:
+        allowed = choices(key)
         value: Any = cfg
         for p in key.split("."):
             value = getattr(value, p)
-        if value not in choices:
-            raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(map(str, choices))}")
+        if value not in allowed:
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(map(str, allowed))}")
     inst = cfg.model.instance
     n = len(inst.num_grids)
     if not (len(inst.strides) == len(inst.scale_ranges) == n):

@@ -5,11 +5,17 @@ image at ``point`` and the FPN level ``level``:
 
 - **SCM** (P2–P5; absent when the model's semantic module is not an SCM): the 2-D correlation
   map cor_2d(u, ·) of Eq. 6 over the level's map, the row and column softmax weights of the
-  axial aggregation (Eq. 9, axes as DESIGN §2 fixes them), θ_u^hor / θ_u^ver (amplitudes
-  A0..AN, phases ψ1..ψN) and the 1-D functions G(θ_u^hor, x), G(θ_u^ver, y) of Eq. 5;
+  axial aggregation (Eq. 9, axes as DESIGN §2 fixes them), θ_u^hor / θ_u^ver and the 1-D
+  functions G(θ_u^hor, x), G(θ_u^ver, y) (Eq. 5 for ``dft``);
 - **ICM** (the levels the instance branch uses, P2 … P(1+len(num_grids)); absent when the
   position module is not an ICM): cor_2d(u, ·) over the whole map, the S_y×S_x correlations
   c_u with the reference points (Eq. 10) and those points' positions, θ and the curves.
+
+Everything about G goes through the module's own correlation function (``module.function``, a
+:class:`cfnet.correlation.CorrelationFunction`): the curves are its values, ``param_names`` its
+names for θ's entries, and ``parameter_groups`` its :meth:`describe` of θ (for ``dft``
+amplitudes A0..AN and phases ψ1..ψN; for ``gaussian`` amplitudes and widths). Each group
+``key`` also appears as ``<key>_hor`` / ``<key>_ver`` (``amplitudes_hor``, ``phases_ver``, …).
 
 The feature each module sees is exactly the one the model feeds it: the SCM gets the FPN output
 ``p2``…``p5`` itself (:class:`cfnet.heads.SemanticHead`); the ICM gets SOLOv2's level feature
@@ -46,7 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cfnet.correlation import correlation_1d, correlation_2d, pixel_coords
+from cfnet.correlation import CorrelationFunction, correlation_2d, pixel_coords
 from cfnet.heads.semantic import SEMANTIC_LEVELS
 from cfnet.modules.icm import InstanceCorrelationModule
 from cfnet.modules.scm import SemanticCorrelationModule
@@ -245,9 +251,34 @@ def _level_name(level: str) -> str:
     return name
 
 
-def _theta_parts(theta: np.ndarray) -> dict[str, np.ndarray]:
-    n = (theta.size - 1) // 2
-    return {"amplitudes": theta[: n + 1].copy(), "phases": theta[n + 1 :].copy()}
+# Samples of the continuous curves G(θ_u, j), j ∈ [0, L), for drawing them smoothly.
+CURVE_SAMPLES = 256
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    return t.double().cpu().numpy()
+
+
+def _function_entries(function: CorrelationFunction, th: Tensor, tv: Tensor) -> dict[str, Any]:
+    """θ of both axes as the function itself describes it (names, groups of numbers)."""
+    groups = []
+    entries: dict[str, Any] = {}
+    for g_hor, g_ver in zip(function.describe(th), function.describe(tv)):
+        hor, ver = _numpy(g_hor.values), _numpy(g_ver.values)
+        groups.append(
+            {
+                "key": g_hor.key,
+                "title": g_hor.title,
+                "labels": list(g_hor.labels),
+                "unit": g_hor.unit,
+                "hor": hor,
+                "ver": ver,
+            }
+        )
+        entries[f"{g_hor.key}_hor"] = hor
+        entries[f"{g_hor.key}_ver"] = ver
+    entries["parameter_groups"] = groups
+    return entries
 
 
 def _common(
@@ -256,16 +287,17 @@ def _common(
     """Entries shared by SCM and ICM for the map ``x`` the module sees."""
     feature_size = (int(x.shape[-2]), int(x.shape[-1]))
     (i, j), (yf, xf) = feature_cell(point, geometry, feature_size)
-    theta_hor, theta_ver = module.params(x)  # (1, h, w, 2N+1) each
+    function: CorrelationFunction = module.function
+    theta_hor, theta_ver = module.params(x)  # (1, h, w, P) each
     th, tv = theta_hor[0, i, j], theta_ver[0, i, j]
     height, width = feature_size
     xs = pixel_coords(width, device=x.device, dtype=th.dtype)
     ys = pixel_coords(height, device=x.device, dtype=tv.dtype)
+    dense_x = torch.linspace(0.0, float(width), CURVE_SAMPLES + 1, device=x.device, dtype=th.dtype)[:-1]
+    dense_y = torch.linspace(0.0, float(height), CURVE_SAMPLES + 1, device=x.device, dtype=tv.dtype)[:-1]
     cor = module.correlation_map(x, (i, j))[0]  # cor_2d(u, ·) (Eq. 6), the module's own method
     dy, dx = _image_per_cell(geometry, feature_size)
     centres_y, centres_x = cell_centres(geometry, feature_size)
-    theta_h = th.double().cpu().numpy()
-    theta_v = tv.double().cpu().numpy()
     info: dict[str, Any] = {
         "feature_size": feature_size,
         "feature_point": (i, j),
@@ -275,16 +307,21 @@ def _common(
         "cell_box": (i * dy, j * dx, (i + 1) * dy, (j + 1) * dx),  # (y0, x0, y1, x1) image pixels
         "cell_centres": (centres_y, centres_x),
         "correlation_map": cor.double().cpu().numpy(),
-        "theta_hor": theta_h,
-        "theta_ver": theta_v,
-        "amplitudes_hor": _theta_parts(theta_h)["amplitudes"],
-        "phases_hor": _theta_parts(theta_h)["phases"],
-        "amplitudes_ver": _theta_parts(theta_v)["amplitudes"],
-        "phases_ver": _theta_parts(theta_v)["phases"],
-        "curve_x": xs.double().cpu().numpy(),
-        "curve_hor": correlation_1d(th, xs, width).double().cpu().numpy(),  # G(θ_u^hor, x), Eq. 5
-        "curve_y": ys.double().cpu().numpy(),
-        "curve_ver": correlation_1d(tv, ys, height).double().cpu().numpy(),  # G(θ_u^ver, y)
+        "function": function.name,
+        "function_label": function.label,
+        "theta_hor": _numpy(th),
+        "theta_ver": _numpy(tv),
+        "param_names": list(function.param_names),
+        **_function_entries(function, th, tv),
+        "curve_x": _numpy(xs),
+        "curve_hor": _numpy(function(th, xs, width)),  # G(θ_u^hor, x) at the pixels (Eq. 5 for dft)
+        "curve_y": _numpy(ys),
+        "curve_ver": _numpy(function(tv, ys, height)),  # G(θ_u^ver, y)
+        # The same functions sampled finely over [0, L), for a continuous line.
+        "curve_dense_x": _numpy(dense_x),
+        "curve_dense_hor": _numpy(function(th, dense_x, width)),
+        "curve_dense_y": _numpy(dense_y),
+        "curve_dense_ver": _numpy(function(tv, dense_y, height)),
     }
     return info, th, tv
 
@@ -358,7 +395,7 @@ def inspect_point(
             height, width = info["feature_size"]
             ref_ys, ref_xs = icm.reference_points(height, width, device=x.device, dtype=th.dtype)
             # c_u of Eq. 10 for this pixel: cor_2d(u, P_ab), a = row, b = column of the grid.
-            refs = correlation_2d(th, tv, ref_xs, ref_ys, width, height)
+            refs = correlation_2d(th, tv, ref_xs, ref_ys, width, height, icm.function)
             info["references"] = refs.double().cpu().numpy()
             info["reference_ys"] = ref_ys.double().cpu().numpy()
             info["reference_xs"] = ref_xs.double().cpu().numpy()

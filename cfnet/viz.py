@@ -14,8 +14,11 @@ Figures. All plotly builders place data in *image pixels* of the image the user 
 right, y downwards, the origin at the top-left corner of the top-left pixel; pixel ``(row, col)``
 covers ``[col, col+1) × [row, row+1)`` and has its centre at ``(col + 0.5, row + 0.5)``). A map
 computed on a feature level is drawn as cells of ``cell_size`` image pixels; the cell holding the
-clicked point is marked. The 1-D Fourier curves G(θ, j) of Eq. 5 are drawn over the feature
-map's own pixel coordinate ``j ∈ [0, L)``, the domain the function is defined on.
+clicked point is marked. The 1-D correlation functions G(θ, j) (Eq. 5 for ``dft``) are drawn
+over the feature map's own pixel coordinate ``j ∈ [0, L)``, the domain the function is defined
+on, from values the correlation function itself computed (:func:`correlation_curves_figure`
+knows no formula; :func:`correlation_function_figure` asks the function, importing torch only
+then), with θ shown as the function describes it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import colorsys
 import functools
 import io
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +45,8 @@ __all__ = [
     "note_figure",
     "correlation_heatmap_figure",
     "axial_weights_figure",
+    "correlation_curves_figure",
+    "correlation_function_figure",
     "fourier_curves_figure",
     "reference_grid_figure",
 ]
@@ -523,19 +528,164 @@ def axial_weights_figure(
     return fig
 
 
-def _split_theta(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    if theta.size % 2 != 1:
-        raise ValueError(f"theta must have 2N+1 values [A0, A1..AN, ψ1..ψN], got {theta.size}")
-    n = (theta.size - 1) // 2
-    return float(theta[0]), theta[1 : n + 1], theta[n + 1 :]
+def correlation_curves_figure(
+    curves: Mapping[str, Any],
+    parameter_groups: Sequence[Mapping[str, Any]] = (),
+    *,
+    point: tuple[float, float] | None = None,
+    stride: tuple[float, float] | None = None,
+    title: str = "Correlation functions of u",
+    function_label: str | None = None,
+) -> go.Figure:
+    """G(θ_u^hor, x) and G(θ_u^ver, y) over the feature map, and θ as bar charts.
+
+    Draws values computed elsewhere (by the correlation function itself, see
+    :mod:`cfnet.correlation`), so it knows nothing about any family's formula:
+
+    - ``curves``: ``curve_x`` / ``curve_hor`` and ``curve_y`` / ``curve_ver``, the functions at
+      the feature-map pixels (dots), and optionally ``curve_dense_x`` / ``curve_dense_hor`` /
+      ``curve_dense_y`` / ``curve_dense_ver``, finer samples drawn as a line (the keys
+      :func:`cfnet.inspect.inspect_point` returns);
+    - ``parameter_groups``: one bar chart each, with ``title``, ``labels``, ``unit`` and the
+      values ``hor`` / ``ver`` (the function's ``describe`` of θ; for ``dft`` amplitudes A0..AN
+      and phases ψ1..ψN).
+
+    ``point = (row, col)`` (feature-map pixels) draws u's own position as a dashed line;
+    ``stride = (sy, sx)``, image pixels per feature-map pixel, is printed in the axis titles;
+    ``function_label`` (the function's formula) is shown under the title.
+    """
+    groups = list(parameter_groups)
+    rows = 1 + (len(groups) + 1) // 2
+    titles = [
+        "G(θ<sup>hor</sup><sub>u</sub>, x) along the row",
+        "G(θ<sup>ver</sup><sub>u</sub>, y) along the column",
+        *(str(g.get("title", g.get("key", ""))) for g in groups),
+    ]
+    fig = make_subplots(
+        rows=rows, cols=2, vertical_spacing=0.3 if rows == 2 else 0.6 / rows, subplot_titles=titles
+    )
+    for col, axis, color in ((1, "x", "#1f77b4"), (2, "y", "#d62728")):
+        name = "hor" if axis == "x" else "ver"
+        dense = f"curve_dense_{axis}"
+        if curves.get(dense) is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=_as_array(curves[dense], 1, dense),
+                    y=_as_array(curves[f"curve_dense_{name}"], 1, f"curve_dense_{name}"),
+                    mode="lines",
+                    line={"color": color},
+                    name=f"G(θ^{name}, ·)",
+                    hovertemplate="j = %{x:.2f}<br>G = %{y:.4g}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=_as_array(curves[f"curve_{axis}"], 1, f"curve_{axis}"),
+                y=_as_array(curves[f"curve_{name}"], 1, f"curve_{name}"),
+                mode="markers",
+                marker={"color": color, "size": 5},
+                name=f"G(θ^{name}, pixel)",
+                hovertemplate="pixel %{x:.0f}<br>G = %{y:.4g}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    if point is not None:
+        fig.add_vline(x=float(point[1]), line_dash="dash", line_color="black", row=1, col=1)
+        fig.add_vline(x=float(point[0]), line_dash="dash", line_color="black", row=1, col=2)
+    for k, group in enumerate(groups):
+        row, col = 2 + k // 2, 1 + k % 2
+        labels = [str(v) for v in group["labels"]]
+        for name, color in (("hor", "#1f77b4"), ("ver", "#d62728")):
+            values = _as_array(group[name], 1, f"{group.get('key', 'group')} {name}")
+            if values.size != len(labels):
+                raise ValueError(
+                    f"parameter group {group.get('key')!r}: {values.size} values, {len(labels)} labels"
+                )
+            fig.add_trace(
+                go.Bar(x=labels, y=values, name=name, marker_color=color, showlegend=k == 0),
+                row=row,
+                col=col,
+            )
+        fig.update_yaxes(title_text=str(group.get("unit", "")), row=row, col=col)
+    sx = f", 1 = {stride[1]:.3g} image px" if stride is not None else ""
+    sy = f", 1 = {stride[0]:.3g} image px" if stride is not None else ""
+    fig.update_xaxes(title_text=f"x (feature-map pixels{sx})", row=1, col=1)
+    fig.update_xaxes(title_text=f"y (feature-map pixels{sy})", row=1, col=2)
+    fig.update_yaxes(title_text="G", row=1, col=1)
+    full_title = title if not function_label else f"{title}<br><sup>{function_label}</sup>"
+    fig.update_layout(
+        title=full_title,
+        barmode="group",
+        height=300 + 280 * (rows - 1),
+        margin={"l": 60, "r": 20, "t": 90, "b": 50},
+        legend={"orientation": "h", "y": -0.12},
+    )
+    return fig
 
 
-def _g(theta: np.ndarray, coords: np.ndarray, length: float) -> np.ndarray:
-    """G(θ, j) of Eq. 5 in its literal amplitude/phase form, ω' = π/length (numpy, for drawing)."""
-    a0, amp, psi = _split_theta(theta)
-    n = np.arange(1, amp.size + 1, dtype=np.float64)
-    angle = n[:, None] * (np.pi / length) * coords[None, :] + psi[:, None]
-    return a0 + (amp[:, None] * np.sin(angle)).sum(axis=0)
+def correlation_function_figure(
+    theta_hor: Any,
+    theta_ver: Any,
+    width: int,
+    height: int,
+    *,
+    function: Any = None,
+    point: tuple[float, float] | None = None,
+    stride: tuple[float, float] | None = None,
+    title: str | None = None,
+    samples: int = 256,
+) -> go.Figure:
+    """:func:`correlation_curves_figure` of θ_u^hor, θ_u^ver on a ``height × width`` map.
+
+    ``function`` is a :class:`cfnet.correlation.CorrelationFunction`, a registered name (N read
+    from θ's size 2N+1) or ``None`` (``dft``, Eq. 5, N read from θ). The curves are the
+    function's own values (``samples`` points over ``[0, L)`` and every pixel) and the bars its
+    ``describe`` of θ. Needs torch (imported here, so importing this module does not).
+    """
+    import torch
+
+    from cfnet.correlation import CorrelationFunction, build_correlation_function
+
+    th = torch.as_tensor(_as_array(theta_hor, 1, "theta_hor"))
+    tv = torch.as_tensor(_as_array(theta_ver, 1, "theta_ver"))
+    if th.numel() != tv.numel():
+        raise ValueError(f"theta_hor and theta_ver differ in size: {th.numel()} vs {tv.numel()}")
+    if function is None:
+        from cfnet.correlation import DFTCorrelation, num_levels_from_theta
+
+        function = DFTCorrelation(num_levels_from_theta(th))
+    elif not isinstance(function, CorrelationFunction):
+        function = build_correlation_function(function, (th.numel() - 1) // 2)
+    curves: dict[str, Any] = {}
+    for axis, name, theta, length in (("x", "hor", th, width), ("y", "ver", tv, height)):
+        dense = torch.linspace(0.0, float(length), samples + 1, dtype=torch.float64)[:-1]
+        grid = torch.arange(int(length), dtype=torch.float64)
+        curves[f"curve_dense_{axis}"] = dense.numpy()
+        curves[f"curve_dense_{name}"] = function(theta, dense, float(length)).numpy()
+        curves[f"curve_{axis}"] = grid.numpy()
+        curves[f"curve_{name}"] = function(theta, grid, float(length)).numpy()
+    groups = [
+        {
+            "key": gh.key,
+            "title": gh.title,
+            "labels": gh.labels,
+            "unit": gh.unit,
+            "hor": gh.values,
+            "ver": gv.values,
+        }
+        for gh, gv in zip(function.describe(th), function.describe(tv))
+    ]
+    return correlation_curves_figure(
+        curves,
+        groups,
+        point=point,
+        stride=stride,
+        title=title or f"Correlation functions of u ({function.name})",
+        function_label=function.label,
+    )
 
 
 def fourier_curves_figure(
@@ -548,91 +698,20 @@ def fourier_curves_figure(
     stride: tuple[float, float] | None = None,
     title: str = "Fourier correlation functions of u (Eq. 5)",
     samples: int = 256,
+    function: Any = None,
 ) -> go.Figure:
-    """G(θ_u^hor, x) and G(θ_u^ver, y) over the feature map, and θ as bars.
-
-    Top row: the two 1-D functions of Eq. 5 (ω' = π/width and π/height), drawn continuously over
-    ``[0, L)`` with the values at integer feature-map pixels as dots, and u's own position
-    ``point = (row, col)`` (feature-map pixels) as a dashed line. Bottom row: amplitudes
-    A0..AN and phases ψ1..ψN (radians) of both functions. ``stride = (sy, sx)``, image pixels
-    per feature-map pixel, is printed in the axis titles.
-    """
-    th = _as_array(theta_hor, 1, "theta_hor")
-    tv = _as_array(theta_ver, 1, "theta_ver")
-    if th.size != tv.size:
-        raise ValueError(f"theta_hor and theta_ver differ in size: {th.size} vs {tv.size}")
-    a0h, amph, psih = _split_theta(th)
-    a0v, ampv, psiv = _split_theta(tv)
-    n = amph.size
-    fig = make_subplots(
-        rows=2,
-        cols=2,
-        vertical_spacing=0.3,
-        subplot_titles=(
-            "G(θ<sup>hor</sup><sub>u</sub>, x) along the row",
-            "G(θ<sup>ver</sup><sub>u</sub>, y) along the column",
-            "amplitudes A<sub>0</sub>..A<sub>N</sub>",
-            "phases ψ<sub>1</sub>..ψ<sub>N</sub> (rad)",
-        ),
-    )
-    for col, theta, length, color, name in (
-        (1, th, width, "#1f77b4", "hor"),
-        (2, tv, height, "#d62728", "ver"),
-    ):
-        fine = np.linspace(0.0, float(length), samples, endpoint=False)
-        grid = np.arange(int(length), dtype=np.float64)
-        fig.add_trace(
-            go.Scatter(
-                x=fine,
-                y=_g(theta, fine, float(length)),
-                mode="lines",
-                line={"color": color},
-                name=f"G(θ^{name}, ·)",
-                hovertemplate="j = %{x:.2f}<br>G = %{y:.4g}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=grid,
-                y=_g(theta, grid, float(length)),
-                mode="markers",
-                marker={"color": color, "size": 5},
-                name=f"G(θ^{name}, pixel)",
-                hovertemplate="pixel %{x:.0f}<br>G = %{y:.4g}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-    if point is not None:
-        fig.add_vline(x=float(point[1]), line_dash="dash", line_color="black", row=1, col=1)
-        fig.add_vline(x=float(point[0]), line_dash="dash", line_color="black", row=1, col=2)
-    levels_a = [f"A{i}" for i in range(n + 1)]
-    levels_p = [f"ψ{i}" for i in range(1, n + 1)]
-    fig.add_trace(go.Bar(x=levels_a, y=[a0h, *amph], name="hor", marker_color="#1f77b4"), row=2, col=1)
-    fig.add_trace(go.Bar(x=levels_a, y=[a0v, *ampv], name="ver", marker_color="#d62728"), row=2, col=1)
-    fig.add_trace(
-        go.Bar(x=levels_p, y=psih, name="hor", marker_color="#1f77b4", showlegend=False), row=2, col=2
-    )
-    fig.add_trace(
-        go.Bar(x=levels_p, y=psiv, name="ver", marker_color="#d62728", showlegend=False), row=2, col=2
-    )
-    sx = f", 1 = {stride[1]:.3g} image px" if stride is not None else ""
-    sy = f", 1 = {stride[0]:.3g} image px" if stride is not None else ""
-    fig.update_xaxes(title_text=f"x (feature-map pixels{sx})", row=1, col=1)
-    fig.update_xaxes(title_text=f"y (feature-map pixels{sy})", row=1, col=2)
-    fig.update_yaxes(title_text="G", row=1, col=1)
-    fig.update_yaxes(title_text="amplitude", row=2, col=1)
-    fig.update_yaxes(title_text="radians", row=2, col=2)
-    fig.update_layout(
+    """:func:`correlation_function_figure`, by its earlier name (default: ``dft``, Eq. 5)."""
+    return correlation_function_figure(
+        theta_hor,
+        theta_ver,
+        width,
+        height,
+        function=function,
+        point=point,
+        stride=stride,
         title=title,
-        barmode="group",
-        height=580,
-        margin={"l": 60, "r": 20, "t": 80, "b": 50},
-        legend={"orientation": "h", "y": -0.12},
+        samples=samples,
     )
-    return fig
 
 
 def reference_grid_figure(

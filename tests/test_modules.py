@@ -24,7 +24,6 @@ from cfnet.modules import (
 DT = torch.float64
 
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -506,6 +505,7 @@ def test_factories_build_every_kind_with_out_channels():
         ("position", "coords"): AddCoords,
         ("position", "sine"): SinePositionEmbedding,
         ("position", "icm"): InstanceCorrelationModule,
+        ("position", "icm-coords"): InstanceCorrelationModule,
     }
     for (branch, kind), cls in expected.items():
         build = build_semantic_module if branch == "semantic" else build_position_module
@@ -521,3 +521,81 @@ def test_factories_build_every_kind_with_out_channels():
         build_semantic_module("deformable", 8)
     with pytest.raises(ValueError, match="none, coords, sine, icm"):
         build_position_module("attention", 8)
+
+
+# ---------------------------------------------------------------- icm-coords (our extension)
+def test_position_kinds_are_one_list_shared_with_the_config():
+    from cfnet.config import choices, get_config, validate
+    from cfnet.modules import POSITION_KINDS
+
+    assert POSITION_KINDS == ("none", "coords", "sine", "icm", "icm-coords")
+    assert choices("model.instance.position") == POSITION_KINDS
+    validate(get_config("shapes-tiny", ["model.instance.position=icm-coords"]))
+    with pytest.raises(ValueError, match="none, coords, sine, icm, icm-coords"):
+        build_position_module("icm-coord", 8)
+
+
+def test_icm_coords_differs_from_icm_only_in_the_theta_input_width():
+    torch.manual_seed(0)
+    icm = build_position_module("icm", 8, num_levels=3, num_refs=4, hidden_channels=5)
+    torch.manual_seed(0)
+    ext = build_position_module("icm-coords", 8, num_levels=3, num_refs=4, hidden_channels=5)
+    assert isinstance(ext, InstanceCorrelationModule) and ext.theta_coords and not icm.theta_coords
+    a, b = icm.state_dict(), ext.state_dict()
+    assert list(a) == list(b)
+    for key in a:
+        if key == "theta.conv.weight":
+            assert b[key].shape == (5, 10, 3, 3) and a[key].shape == (5, 8, 3, 3)
+        else:
+            assert a[key].shape == b[key].shape, key
+    assert ext.theta.channels == 10 and ext.out_channels == icm.out_channels == 8
+    x = torch.randn(2, 8, 6, 7)
+    assert ext(x).shape == icm(x).shape == (2, 8, 6, 7)
+    assert ext.correlation_features(x).shape == icm.correlation_features(x).shape == (2, 16, 6, 7)
+    # θ is the predictor applied to [x, CoordConv x, CoordConv y] (linspace(-1, 1), x first).
+    coords = torch.stack(
+        [torch.linspace(-1, 1, 7)[None, :].expand(6, 7), torch.linspace(-1, 1, 6)[:, None].expand(6, 7)]
+    )
+    th, tv = ext.theta(torch.cat([x, coords[None].expand(2, -1, -1, -1)], dim=1))
+    eth, etv = ext.params(x)
+    assert torch.equal(th, eth) and torch.equal(tv, etv)
+    assert "theta_coords=True" in repr(ext)
+    with pytest.raises(ValueError, match="theta_coords"):
+        InstanceCorrelationModule(8, theta_coords=1)
+    with pytest.raises(ValueError, match=r"\(B, 8, H, W\)"):
+        ext.correlation_features(torch.randn(1, 10, 6, 7))
+
+
+def test_icm_coords_trains_a_step():
+    torch.manual_seed(0)
+    m = build_position_module("icm-coords", 6, num_levels=2, num_refs=3, hidden_channels=4)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x, target = torch.randn(2, 6, 5, 5), torch.randn(2, 6, 5, 5)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    loss = (m(x) - target).pow(2).mean()
+    loss.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    opt.step()
+    assert all(not torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert (m(x) - target).pow(2).mean() < loss
+
+
+def test_icm_coords_correlations_see_position_on_a_constant_input():
+    """On a constant map, plain ICM's θ (hence c_u) is the same at every interior pixel (only the
+    zero padding at the border differs); with the CoordConv channels it varies with position."""
+    torch.manual_seed(0)
+    x = torch.ones(1, 8, 9, 11)
+    for kind in ("icm", "icm-coords"):
+        torch.manual_seed(1)
+        m = build_position_module(kind, 8, num_levels=3, num_refs=4, hidden_channels=6)
+        with torch.no_grad():
+            c = m.correlation_features(x)[0, :, 1:-1, 1:-1]  # interior: the 3×3 conv sees no padding
+        spread = (c - c[:, :1, :1]).abs().amax()
+        if kind == "icm":
+            assert spread < 1e-6, spread
+        else:
+            assert spread > 1e-3, spread
+            # and it separates the two halves of the map, as needed for touching instances
+            left, right = c[:, :, :4].mean((1, 2)), c[:, :, -4:].mean((1, 2))
+            assert (left - right).abs().max() > 1e-3

@@ -33,6 +33,7 @@ def build_instance_head(cfg: Config, num_things: int) -> SOLOv2InstanceHead:
         num_levels=cor.num_levels,
         num_refs=cor.num_refs,
         hidden_channels=cor.hidden_channels,
+        function=cor.function,
     )
     return SOLOv2InstanceHead(
         channels,
@@ -75,5 +76,6 @@ def build_semantic_head(cfg: Config, num_classes: int) -> SemanticHead:
         mode=sem.scm_mode,
         hidden_channels=cor.hidden_channels,
         max_global_positions=sem.max_global_positions,
+        function=cor.function,
     )
     return SemanticHead(channels, num_classes, module, num_convs=sem.num_convs, channels=sem.channels)

@@ -14,6 +14,19 @@ Reference points sit at cell centres of the level's map, p_k = (k + 0.5)·L/S �
 they fall slightly outside [0, L), where G is still defined. c is the outer product of two
 ``(B, H, W, S)`` tensors — no loop over references.
 
+G is the module's ``function`` (a :class:`~cfnet.correlation.CorrelationFunction`; default
+``dft``, Eq. 5).
+
+``theta_coords=True`` — our extension, not the paper's (config ``model.instance.position=
+icm-coords``). θ comes from a 3×3 conv over the features, and two touching instances of one
+class look alike on both sides of their border, so c_u can only encode where u is if the
+features already do. With ``theta_coords`` SOLOv2's two CoordConv channels (x then y,
+``linspace(-1, 1)`` over the map, :class:`~cfnet.modules.baselines.AddCoords`) are
+concatenated to the input of the θ predictor, and only there: W_f, the S²→C conv, the output
+width and the signatures of ``correlation_features(x)`` / ``forward(x)`` stay those of the
+plain ICM (the θ predictor's 3×3 conv has C+2 input channels instead of C). It is the
+controlled test of whether the ICM's trouble is that θ does not see position.
+
 Initialisation (why): W_f starts as the identity (with zero bias), so at initialisation the
 module passes the features through plus a small correlation term (the θ predictor starts with
 small amplitudes), as a residual block would; the S²→C conv keeps PyTorch's default init.
@@ -26,7 +39,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cfnet.correlation import correlation_2d
+from cfnet.correlation import CorrelationFunction, correlation_2d
+from cfnet.modules.baselines import AddCoords
 from cfnet.modules.theta import (
     ThetaPredictor,
     _check_positive_int,
@@ -58,25 +72,39 @@ class InstanceCorrelationModule(nn.Module):
 
     Args:
         channels: C of the input ``(B, C, H, W)``; ``out_channels`` is the same.
-        num_levels: N, Fourier levels of Eq. 5.
+        num_levels: N, levels of the correlation function (Eq. 5; default 5, or the
+            ``function`` instance's).
         num_refs: S (an S×S grid of reference points) or a pair ``(S_y, S_x)``.
         hidden_channels: width of the θ predictor's 3×3 conv.
+        function: the correlation function G, a registered name or an instance (default ``dft``).
+        theta_coords: our extension (``icm-coords``, see the module docstring): feed the θ
+            predictor the features plus two CoordConv channels.
     """
 
     def __init__(
         self,
         channels: int,
-        num_levels: int = 5,
+        num_levels: int | None = None,
         num_refs: int | Sequence[int] = 16,
         hidden_channels: int = 64,
+        function: str | CorrelationFunction | None = None,
+        theta_coords: bool = False,
     ) -> None:
         super().__init__()
         self.channels = _check_positive_int(channels, "channels")
         self.out_channels = channels
-        self.num_levels = num_levels
+        if not isinstance(theta_coords, bool):
+            raise ValueError(f"theta_coords must be True or False, got {theta_coords!r}")
+        self.theta_coords = theta_coords
         self.num_refs = _parse_num_refs(num_refs)
         s_y, s_x = self.num_refs
-        self.theta = ThetaPredictor(channels, num_levels, hidden_channels)
+        # AddCoords holds no parameters: the state dict differs from the plain ICM's only in the
+        # θ predictor's 3×3 conv weight (C+2 input channels).
+        self.theta_input = AddCoords(channels) if theta_coords else None
+        theta_channels = channels + 2 if theta_coords else channels
+        self.theta = ThetaPredictor(theta_channels, num_levels, hidden_channels, function)
+        self.function = self.theta.function
+        self.num_levels = self.function.num_levels
         self.feature_proj = nn.Conv2d(channels, channels, kernel_size=1)  # W_f of Eq. 11
         self.correlation_proj = nn.Conv2d(s_y * s_x, channels, kernel_size=1)  # S² -> C (Fig. 5)
         with torch.no_grad():
@@ -84,10 +112,22 @@ class InstanceCorrelationModule(nn.Module):
             self.feature_proj.bias.zero_()
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_levels={self.num_levels}, num_refs={self.num_refs}"
+        text = (
+            f"channels={self.channels}, num_levels={self.num_levels}, num_refs={self.num_refs}, "
+            f"function={self.function.name!r}"
+        )
+        return text + (", theta_coords=True" if self.theta_coords else "")
 
     def params(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """θ^hor, θ^ver for every pixel: each ``(B, H, W, 2N+1)``."""
+        """θ^hor, θ^ver for every pixel: each ``(B, H, W, P)``.
+
+        With ``theta_coords`` the θ predictor sees ``x`` plus the CoordConv channels; ``x`` itself
+        is the plain ``(B, C, H, W)`` feature either way.
+        """
+        if self.theta_input is not None:
+            if x.dim() != 4 or x.shape[1] != self.channels:
+                raise ValueError(f"x must be (B, {self.channels}, H, W) for this ICM, got {tuple(x.shape)}")
+            x = self.theta_input(x)
         return self.theta(x)
 
     def reference_points(
@@ -117,7 +157,8 @@ class InstanceCorrelationModule(nn.Module):
     def _features_from_theta(self, theta_hor: Tensor, theta_ver: Tensor) -> Tensor:
         batch, height, width, _ = theta_hor.shape
         ys, xs = self.reference_points(height, width, device=theta_hor.device, dtype=theta_hor.dtype)
-        cor = correlation_2d(theta_hor, theta_ver, xs, ys, width, height)  # (B, H, W, S_y, S_x)
+        # (B, H, W, S_y, S_x)
+        cor = correlation_2d(theta_hor, theta_ver, xs, ys, width, height, self.function)
         return cor.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -127,4 +168,4 @@ class InstanceCorrelationModule(nn.Module):
         """cor_2d(u, v) (Eq. 6) between ``u = point = (row, col)`` and every v: ``(B, H, W)``."""
         check_point(point, x.shape[-2], x.shape[-1])
         theta_hor, theta_ver = self.params(x)
-        return correlation_map_from_theta(theta_hor, theta_ver, point)
+        return correlation_map_from_theta(theta_hor, theta_ver, point, self.function)

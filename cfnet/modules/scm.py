@@ -3,6 +3,8 @@
 The attention weight f_u^T M f_v of Eq. 7 is replaced by the learned correlation
 cor_2d(u, v) = G(θ_u^hor, v_x)·G(θ_u^ver, v_y) (Eq. 6), with θ predicted per pixel by a
 :class:`~cfnet.modules.theta.ThetaPredictor`. The output is ``x + f^S`` (the ⊕ of Fig. 4).
+G is the module's ``function`` (a :class:`~cfnet.correlation.CorrelationFunction`; default
+``dft``, Eq. 5); both modes use nothing else of it than its evaluation.
 
 Modes:
 
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cfnet.correlation import correlation_1d, correlation_2d, pixel_coords
+from cfnet.correlation import CorrelationFunction, correlation_2d, pixel_coords
 from cfnet.modules.theta import (
     ThetaPredictor,
     _check_positive_int,
@@ -60,35 +62,42 @@ class SemanticCorrelationModule(nn.Module):
 
     Args:
         channels: C of the input ``(B, C, H, W)``; ``out_channels`` is the same.
-        num_levels: N, Fourier levels of Eq. 5 (θ has 2N+1 numbers per axis).
+        num_levels: N, levels of the correlation function (Eq. 5; default 5, or the
+            ``function`` instance's).
         mode: ``"axial"`` or ``"global"``.
         hidden_channels: width of the θ predictor's 3×3 conv (see :mod:`cfnet.modules.theta`).
         max_global_positions: largest H·W accepted in global mode.
+        function: the correlation function G, a registered name or an instance (default ``dft``).
     """
 
     def __init__(
         self,
         channels: int,
-        num_levels: int = 5,
+        num_levels: int | None = None,
         mode: str = "axial",
         hidden_channels: int = 64,
         max_global_positions: int = 16384,
+        function: str | CorrelationFunction | None = None,
     ) -> None:
         super().__init__()
         if mode not in SCM_MODES:
             raise ValueError(f"mode must be one of {', '.join(SCM_MODES)}; got {mode!r}")
         self.channels = _check_positive_int(channels, "channels")
         self.out_channels = channels
-        self.num_levels = num_levels
         self.mode = mode
         self.max_global_positions = _check_positive_int(max_global_positions, "max_global_positions")
-        self.theta = ThetaPredictor(channels, num_levels, hidden_channels)
+        self.theta = ThetaPredictor(channels, num_levels, hidden_channels, function)
+        self.function = self.theta.function
+        self.num_levels = self.function.num_levels
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_levels={self.num_levels}, mode={self.mode!r}"
+        return (
+            f"channels={self.channels}, num_levels={self.num_levels}, mode={self.mode!r}, "
+            f"function={self.function.name!r}"
+        )
 
     def params(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """θ^hor, θ^ver for every pixel: each ``(B, H, W, 2N+1)``."""
+        """θ^hor, θ^ver for every pixel: each ``(B, H, W, P)``."""
         return self.theta(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -103,8 +112,8 @@ class SemanticCorrelationModule(nn.Module):
             )
         theta_hor, theta_ver = self.params(x)
         if self.mode == "axial":
-            return x + _axial_aggregate(x, theta_hor, theta_ver)
-        return x + _global_aggregate(x, theta_hor, theta_ver, self.max_global_positions)
+            return x + _axial_aggregate(x, theta_hor, theta_ver, self.function)
+        return x + _global_aggregate(x, theta_hor, theta_ver, self.max_global_positions, self.function)
 
     def axial_weights(self, x: Tensor, point: Sequence[int]) -> tuple[Tensor, Tensor]:
         """Softmax weights of Eq. 9 for the pixel ``point = (row, col)``.
@@ -117,26 +126,28 @@ class SemanticCorrelationModule(nn.Module):
         theta_hor, theta_ver = self.params(x)
         xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
         ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
-        row_w = torch.softmax(correlation_1d(theta_hor[:, row, col], xs, width), dim=-1)
-        col_w = torch.softmax(correlation_1d(theta_ver[:, row, col], ys, height), dim=-1)
+        row_w = torch.softmax(self.function(theta_hor[:, row, col], xs, width), dim=-1)
+        col_w = torch.softmax(self.function(theta_ver[:, row, col], ys, height), dim=-1)
         return row_w, col_w
 
     def correlation_map(self, x: Tensor, point: Sequence[int]) -> Tensor:
         """cor_2d(u, v) (Eq. 6) between ``u = point = (row, col)`` and every v: ``(B, H, W)``."""
         check_point(point, x.shape[-2], x.shape[-1])
         theta_hor, theta_ver = self.params(x)
-        return correlation_map_from_theta(theta_hor, theta_ver, point)
+        return correlation_map_from_theta(theta_hor, theta_ver, point, self.function)
 
 
-def _axial_aggregate(x: Tensor, theta_hor: Tensor, theta_ver: Tensor) -> Tensor:
-    """f^S of Eq. 9 (DESIGN's axes) as two batched matmuls."""
+def _axial_aggregate(
+    x: Tensor, theta_hor: Tensor, theta_ver: Tensor, function: CorrelationFunction
+) -> Tensor:
+    """f^S of Eq. 9 (DESIGN's axes) as two batched matmuls; G is ``function``."""
     _, _, height, width = x.shape
     xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
     ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
     # Row term: weights[b, h, u_x, v_x] = softmax_{v_x} G(θ^hor_{(h, u_x)}, v_x).
-    row_w = torch.softmax(correlation_1d(theta_hor, xs, width), dim=-1)  # (B, H, W, W)
+    row_w = torch.softmax(function(theta_hor, xs, width), dim=-1)  # (B, H, W, W)
     # Column term: weights[b, u_y, w, v_y] = softmax_{v_y} G(θ^ver_{(u_y, w)}, v_y).
-    col_w = torch.softmax(correlation_1d(theta_ver, ys, height), dim=-1)  # (B, H, W, H)
+    col_w = torch.softmax(function(theta_ver, ys, height), dim=-1)  # (B, H, W, H)
     # (B, H, W, W) @ (B, H, W, C): batched over (B, H), contracts the row positions v_x.
     row_f = torch.matmul(row_w, x.permute(0, 2, 3, 1))  # (B, H, W, C)
     # (B, W, H, H) @ (B, W, H, C): batched over (B, W), contracts the column positions v_y.
@@ -144,13 +155,15 @@ def _axial_aggregate(x: Tensor, theta_hor: Tensor, theta_ver: Tensor) -> Tensor:
     return row_f.permute(0, 3, 1, 2) + col_f.permute(0, 3, 2, 1)
 
 
-def _global_aggregate(x: Tensor, theta_hor: Tensor, theta_ver: Tensor, limit: int) -> Tensor:
+def _global_aggregate(
+    x: Tensor, theta_hor: Tensor, theta_ver: Tensor, limit: int, function: CorrelationFunction
+) -> Tensor:
     """f^S of Eq. 8: softmax over all HW positions of cor_2d(u, v), O((HW)²)."""
     batch, channels, height, width = x.shape
     check_global_size(height, width, limit, "max_global_positions", "global SCM aggregation")
     xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
     ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
-    cor = correlation_2d(theta_hor, theta_ver, xs, ys, width, height)  # (B, H, W, H, W)
+    cor = correlation_2d(theta_hor, theta_ver, xs, ys, width, height, function)  # (B, H, W, H, W)
     weights = torch.softmax(cor.reshape(batch, height * width, height * width), dim=-1)
     feats = x.reshape(batch, channels, height * width).transpose(1, 2)  # (B, HW, C)
     out = torch.bmm(weights, feats)  # (B, HW, C)
