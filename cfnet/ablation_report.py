@@ -31,8 +31,13 @@ from cfnet.ablation_study import STUDY, plan
 __all__ = [
     "t_quantile_975",
     "Summary",
+    "Difference",
+    "RowStatistics",
     "summarize",
     "paired_difference",
+    "table_statistics",
+    "resolution_lines",
+    "render_table",
     "load_results",
     "collect",
     "render_report",
@@ -196,69 +201,111 @@ def _table(
     return lines
 
 
-def _render_table(table: ablation.AblationTable, data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
-    lines = [f"### {table.title}", "", table.note, ""]
+@dataclass(frozen=True)
+class RowStatistics:
+    """One table row on the committed results: per-metric summaries, paired differences to the
+    table's reference row (None on the reference itself), and the paper's numbers and differences."""
+
+    label: str
+    run: str
+    seeds: tuple[int, ...]
+    summaries: dict[str, Summary | None]
+    differences: dict[str, Difference | None]
+    paper: dict[str, float]
+    paper_differences: dict[str, float | None]
+    is_reference: bool
+
+
+def table_statistics(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> list[RowStatistics]:
+    """The statistics of table ``name`` (:data:`cfnet.ablation.TABLES`) on ``collect``'s output."""
+    table = ablation.TABLES[name]
     ref_row = next(r for r in table.rows if r.label == table.reference)
-    has_paper = any(row.paper for row in table.rows)
-    header = ["row", "run", "seeds"] + [m for m in table.metrics]
-    rows = []
-    for row in table.rows:
-        runs = data.get(row.run, {})
-        seeds = ",".join(str(s) for s in sorted(runs)) or "pending"
-        cells = [row.label, f"`{row.run}`", seeds]
-        cells += [_summary_cell(summarize(list(_metric_by_seed(runs, m).values())), m) for m in table.metrics]
-        rows.append(cells)
-    lines += ["Mean ± sample std over seeds (a single number: one seed).", ""]
-    lines += _table(header, rows, ["---", "---", "---"] + ["---:"] * len(table.metrics))
-    lines += [
-        "",
-        f"Paired differences to **{ref_row.label}** (same seed; mean [95 % t-interval]; "
-        "✓: the interval excludes 0)" + (", beside the paper's differences" if has_paper else "") + ":",
-        "",
-    ]
-    diff_metrics = [m for m in table.metrics if m != "latency_ms"]
-    header = ["row"] + [f"Δ{m}" for m in diff_metrics]
-    if has_paper:
-        header += [f"paper Δ{m}" for m in diff_metrics if any(m in r.paper for r in table.rows)]
-    rows = []
-    resolved, unresolved = [], []
     ref_runs = data.get(ref_row.run, {})
+    out = []
     for row in table.rows:
-        if row is ref_row:
-            continue
         runs = data.get(row.run, {})
-        cells = [row.label]
-        for m in diff_metrics:
-            diff = paired_difference(_metric_by_seed(runs, m), _metric_by_seed(ref_runs, m))
-            cells.append(_difference_cell(diff))
-            if diff is not None and diff.n >= 2:
-                (resolved if diff.resolved else unresolved).append(
-                    f"{row.label} {m} {_fmt_signed(diff.mean)}"
-                )
-        if has_paper:
-            for m in diff_metrics:
-                if not any(m in r.paper for r in table.rows):
-                    continue
-                p, q = row.paper.get(m), ref_row.paper.get(m)
-                cells.append(_fmt_signed(p - q) if p is not None and q is not None else "—")
-        rows.append(cells)
-    lines += _table(header, rows)
-    if has_paper:
-        lines += ["", "The paper's numbers (COCO val / ADE20k, R50-FPN):", ""]
-        paper_metrics = [m for m in table.metrics if any(m in r.paper for r in table.rows)]
-        lines += _table(
-            ["row"] + paper_metrics,
-            [[r.label] + [_fmt(r.paper.get(m), m) for m in paper_metrics] for r in table.rows],
+        is_ref = row is ref_row
+        diffs = {
+            m: None if is_ref else paired_difference(_metric_by_seed(runs, m), _metric_by_seed(ref_runs, m))
+            for m in table.metrics
+        }
+        paper_diffs = {
+            m: row.paper[m] - ref_row.paper[m] if m in row.paper and m in ref_row.paper else None
+            for m in table.metrics
+        }
+        out.append(
+            RowStatistics(
+                label=row.label,
+                run=row.run,
+                seeds=tuple(sorted(runs)),
+                summaries={m: summarize(list(_metric_by_seed(runs, m).values())) for m in table.metrics},
+                differences=diffs,
+                paper=dict(row.paper),
+                paper_differences=paper_diffs,
+                is_reference=is_ref,
+            )
         )
-    lines += [""]
+    return out
+
+
+def resolution_lines(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """Which paired differences of table ``name`` are resolved (95 % interval excludes 0), in words."""
+    resolved, unresolved = [], []
+    for row in table_statistics(name, data):
+        for m, diff in row.differences.items():
+            if m == "latency_ms" or diff is None or diff.n < 2:
+                continue
+            (resolved if diff.resolved else unresolved).append(f"{row.label} {m} {_fmt_signed(diff.mean)}")
+    lines = []
     if resolved:
         lines.append("Resolved (interval excludes 0): " + "; ".join(resolved) + ".")
     if unresolved:
         lines.append("Not resolved (interval includes 0): " + "; ".join(unresolved) + ".")
-    if not resolved and not unresolved:
+    if not lines:
         lines.append("No difference has two or more seeds yet: nothing is resolved.")
-    lines.append("")
     return lines
+
+
+def render_table(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """Markdown lines of one table: summaries, paired differences, the paper's numbers, resolution."""
+    table = ablation.TABLES[name]
+    stats = table_statistics(name, data)
+    has_paper = any(row.paper for row in table.rows)
+    lines = [f"### {table.title}", "", table.note, ""]
+    lines += ["Mean ± sample std over seeds (a single number: one seed).", ""]
+    rows = [
+        [r.label, f"`{r.run}`", ",".join(map(str, r.seeds)) or "pending"]
+        + [_summary_cell(r.summaries[m], m) for m in table.metrics]
+        for r in stats
+    ]
+    lines += _table(
+        ["row", "run", "seeds", *table.metrics], rows, ["---"] * 3 + ["---:"] * len(table.metrics)
+    )
+    diff_metrics = [m for m in table.metrics if m != "latency_ms"]
+    paper_metrics = [m for m in diff_metrics if any(m in r.paper for r in table.rows)]
+    lines += [
+        "",
+        f"Paired differences to **{table.reference}** (same seed; mean [95 % t-interval]; "
+        "✓: the interval excludes 0)" + (", beside the paper's differences" if has_paper else "") + ":",
+        "",
+    ]
+    rows = [
+        [r.label]
+        + [_difference_cell(r.differences[m]) for m in diff_metrics]
+        + [_fmt_signed(r.paper_differences[m]) for m in paper_metrics]
+        for r in stats
+        if not r.is_reference
+    ]
+    header = ["row"] + [f"Δ{m}" for m in diff_metrics] + [f"paper Δ{m}" for m in paper_metrics]
+    lines += _table(header, rows)
+    if has_paper:
+        lines += ["", "The paper's numbers (COCO val / ADE20k, R50-FPN):", ""]
+        all_paper = [m for m in table.metrics if any(m in r.paper for r in table.rows)]
+        lines += _table(
+            ["row", *all_paper],
+            [[r.label] + [_fmt(r.paper.get(m), m) for m in all_paper] for r in table.rows],
+        )
+    return lines + [""] + resolution_lines(name, data) + [""]
 
 
 def _render_confusion(
@@ -359,7 +406,7 @@ def render_report(records: Sequence[dict[str, Any]], protocol: Any) -> str:
     if len(data_desc) > 1:
         lines.append("- **Warning**: the results come from more than one data set description.")
     lines += ["", "## Headroom controls", ""]
-    lines += _render_table(ablation.TABLES["controls"], data)
+    lines += render_table("controls", data)
     lines += ["#### Stuff confusion", ""]
     lines += _render_confusion(
         data,
@@ -367,7 +414,7 @@ def render_report(records: Sequence[dict[str, Any]], protocol: Any) -> str:
     )
     lines += ["## The paper's tables", ""]
     for name in ("table4", "table5", "table6", "table7", "fn"):
-        lines += _render_table(ablation.TABLES[name], data)
+        lines += render_table(name, data)
     lines += [
         "## Correlation diagnostics",
         "",

@@ -76,7 +76,7 @@ import torch
 from torch import Tensor, nn
 
 from cfnet.categories import IGNORE_INDEX
-from cfnet.correlation import correlation_1d, pixel_coords
+from cfnet.correlation import pixel_coords
 from cfnet.heads.instance import coord_features
 from cfnet.heads.semantic import SEMANTIC_LEVELS
 from cfnet.inspect import Geometry, cell_centres
@@ -241,13 +241,10 @@ def _sample(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: int) -
 
 
 def _axis_correlation(module: nn.Module, theta: Tensor, length: int) -> Tensor:
-    """G(θ, v) of Eq. 5 at every pixel v = 0..length-1 of the axis: ``(..., 2N+1) -> (..., length)``.
-
-    The one place the correlation function is called (a module with its own function would be
-    used here instead).
-    """
+    """G(θ, v) at every pixel v = 0..length-1 of the axis, with the module's own correlation
+    function (Eq. 5 for ``dft``): ``(..., P) -> (..., length)``."""
     coords = pixel_coords(length, device=theta.device, dtype=theta.dtype)
-    return correlation_1d(theta, coords, length)
+    return module.function(theta, coords, length)
 
 
 def scm_axial_weights(scm: SemanticCorrelationModule, x: Tensor) -> tuple[Tensor, Tensor]:

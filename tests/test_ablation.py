@@ -32,11 +32,11 @@ def _fake_data(root, n_train=3, n_val=2, size=128):
 def test_every_run_is_a_valid_override_of_the_preset(run):
     cfg = validate(cfnet.get_config(ablation.DEFAULT_PRESET, ablation.RUNS[run]))
     sem, pos = cfg.model.semantic.module, cfg.model.instance.position
-    assert sem in ("none", "attention", "scm") and pos in ("none", "coords", "sine", "icm")
+    assert sem in ("none", "attention", "scm") and pos in ("none", "coords", "sine", "icm", "icm-coords")
 
 
 def test_tables_reference_known_runs_and_hold_the_papers_numbers():
-    assert list(ablation.TABLES) == ["table4", "table5", "table6", "table7"]
+    assert list(ablation.TABLES) == ["table4", "table5", "table6", "table7", "fn", "controls"]
     for table in ablation.TABLES.values():
         for row in table.rows:
             assert row.run in ablation.RUNS, (table.name, row.label)
@@ -48,7 +48,10 @@ def test_tables_reference_known_runs_and_hold_the_papers_numbers():
     assert ablation.PAPER["table7"]["S=32"]["mask_AP"] == 33.6
     # The configurations the tables need: rows shared across tables are one run.
     assert ablation.table_runs("table4") == ["baseline", "scm", "icm", "scm-icm"]
-    assert len(ablation.all_runs()) == len(ablation.RUNS) == 11
+    assert len(ablation.all_runs()) == 12  # the paper's four tables (with our icm-coords row)
+    assert len(ablation.all_runs(list(ablation.TABLES))) == len(ablation.RUNS) == 15
+    for table in ablation.TABLES.values():  # every table names its reference row
+        assert table.reference in [row.label for row in table.rows], table.name
 
 
 def test_table_rows_differ_from_the_full_model_only_where_they_should():

@@ -223,6 +223,20 @@ def test_analyze_without_scm_or_icm_still_gives_references(split):
     assert 0.0 <= result["input_separability"] <= 1.0
 
 
+@pytest.mark.parametrize("function, position", [("gaussian", "icm"), ("dft", "icm-coords")])
+def test_analyze_other_functions_and_icm_variants(split, function, position):
+    torch.manual_seed(0)
+    cfg = get_config(
+        "shapes-tiny",
+        [*TINY_MODEL, f"model.correlation.function={function}", f"model.instance.position={position}"],
+    )
+    model = build_model(cfg).eval()
+    result = analyze(model, split, max_images=3, progress=False)
+    assert result["icm_pairs"] >= 1
+    assert all(result[k] is not None for k in RESULT_KEYS), result
+    assert 0.0 <= result["scm_same_class_mass"] <= 1.0 and 0.0 <= result["icm_separability"] <= 1.0
+
+
 def test_analyze_rejects_bad_max_images(split, shipped):
     with pytest.raises(ValueError, match="max_images"):
         analyze(shipped, split, max_images=0, progress=False)
