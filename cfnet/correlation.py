@@ -59,6 +59,9 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from cfnet._checks import check_int, check_length
+from cfnet.config import CorrelationConfig
+
 __all__ = [
     "num_levels_from_theta",
     "pixel_coords",
@@ -80,7 +83,8 @@ __all__ = [
     "resolve_correlation_function",
 ]
 
-DEFAULT_CORRELATION_FUNCTION = "dft"
+DEFAULT_CORRELATION_FUNCTION = CorrelationConfig.function  # "dft"; config.py holds the defaults
+DEFAULT_NUM_LEVELS = CorrelationConfig.num_levels  # N = 5
 
 
 def num_levels_from_theta(theta: Tensor) -> int:
@@ -101,27 +105,12 @@ def pixel_coords(
     length: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
 ) -> Tensor:
     """Integer pixel positions ``0, 1, …, length-1`` of an axis, as a float tensor."""
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive int, got {length!r}")
+    check_int(length, "length")
     return torch.arange(length, device=device, dtype=dtype or torch.get_default_dtype())
 
 
-def _check_length(length: float, name: str = "length") -> float:
-    if isinstance(length, Tensor):
-        if length.numel() != 1:
-            raise ValueError(f"{name} must be a positive number, got a tensor of shape {tuple(length.shape)}")
-        length = float(length)
-    if isinstance(length, bool) or not isinstance(length, (int, float)) or not length > 0:
-        raise ValueError(f"{name} must be a positive number (the axis length L), got {length!r}")
-    if not math.isfinite(length):
-        raise ValueError(f"{name} must be finite, got {length!r}")
-    return float(length)
-
-
 def _check_num_levels(num_levels: int, minimum: int = 0) -> int:
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < minimum:
-        raise ValueError(f"num_levels must be an int >= {minimum} (N in Eq. 5), got {num_levels!r}")
-    return num_levels
+    return check_int(num_levels, "num_levels", minimum, " (N in Eq. 5)")
 
 
 def _as_coords(coords: Tensor | Sequence[float], like: Tensor | None, name: str = "coords") -> Tensor:
@@ -156,10 +145,13 @@ def fourier_basis(num_levels: int, coords: Tensor | Sequence[float], length: flo
     :func:`linear_coefficients`, ``G(θ, coords) = linear_coefficients(θ) @ B``.
     """
     _check_num_levels(num_levels)
-    length = _check_length(length)
+    length = check_length(length)
     coords = _as_coords(coords, None)
-    omega = math.pi / length  # ω' = ω/2 = π/L: the mirrored extension has period 2L (Eq. 4).
-    return _sinusoid_basis(num_levels, coords, omega)
+    return _sinusoid_basis(num_levels, coords, _mirrored_omega(length))
+
+
+def _mirrored_omega(length: float) -> float:
+    return math.pi / length  # ω' = ω/2 = π/L: the mirrored extension has period 2L (Eq. 4).
 
 
 def linear_coefficients(theta: Tensor) -> Tensor:
@@ -168,11 +160,12 @@ def linear_coefficients(theta: Tensor) -> Tensor:
     From A·sin(x+ψ) = (A cos ψ)·sin x + (A sin ψ)·cos x, so that
     ``G(θ, j) = c(θ) · [1, sin(nω'j), cos(nω'j)]`` exactly.
     """
-    n = num_levels_from_theta(theta)
-    amp0 = theta[..., :1]
-    amp = theta[..., 1 : n + 1]
-    psi = theta[..., n + 1 :]
-    return torch.cat([amp0, amp * torch.cos(psi), amp * torch.sin(psi)], dim=-1)
+    return _linear_coefficients(theta, num_levels_from_theta(theta))
+
+
+def _linear_coefficients(theta: Tensor, n: int) -> Tensor:
+    amp, psi = theta[..., 1 : n + 1], theta[..., n + 1 :]
+    return torch.cat([theta[..., :1], amp * torch.cos(psi), amp * torch.sin(psi)], dim=-1)
 
 
 def correlation_1d(theta: Tensor, coords: Tensor | Sequence[float], length: float) -> Tensor:
@@ -191,7 +184,7 @@ def correlation_1d_polar(theta: Tensor, coords: Tensor | Sequence[float], length
     Builds a ``(..., N, K)`` intermediate; use it to check the fast form, not in models.
     """
     n = num_levels_from_theta(theta)
-    length = _check_length(length)
+    length = check_length(length)
     coords = _as_coords(coords, theta)
     omega = math.pi / length
     levels = torch.arange(1, n + 1, device=theta.device, dtype=theta.dtype)
@@ -220,14 +213,15 @@ def correlation_2d(
     length L of the x axis, ``height`` that of the y axis (ω' = π/width along x and π/height
     along y for ``dft``).
     """
-    if function is None:
-        num_levels_from_theta(theta_hor)
-        num_levels_from_theta(theta_ver)
+    if function is None:  # dft, N read from each θ
+        g_hor = DFTCorrelation(num_levels_from_theta(theta_hor))
+        g_ver = DFTCorrelation(num_levels_from_theta(theta_ver))
+    elif not isinstance(function, CorrelationFunction):
+        raise TypeError(f"function must be a CorrelationFunction, got {type(function).__name__}")
     else:
-        if not isinstance(function, CorrelationFunction):
-            raise TypeError(f"function must be a CorrelationFunction, got {type(function).__name__}")
-        function.check_theta(theta_hor, "theta_hor")
-        function.check_theta(theta_ver, "theta_ver")
+        g_hor = g_ver = function
+    g_hor.check_theta(theta_hor, "theta_hor")
+    g_ver.check_theta(theta_ver, "theta_ver")
     try:
         torch.broadcast_shapes(theta_hor.shape[:-1], theta_ver.shape[:-1])
     except RuntimeError:
@@ -235,17 +229,15 @@ def correlation_2d(
             "theta_hor and theta_ver must have broadcastable leading shapes, got "
             f"{tuple(theta_hor.shape)} and {tuple(theta_ver.shape)}"
         ) from None
-    width = _check_length(width, "width")
-    height = _check_length(height, "height")
-    xs = _as_coords(xs, theta_hor, "xs")
-    ys = _as_coords(ys, theta_ver, "ys")
-    if function is None:
-        g_x = correlation_1d(theta_hor, xs, width)  # (..., Kx)
-        g_y = correlation_1d(theta_ver, ys, height)  # (..., Ky)
-    else:
-        g_x = function(theta_hor, xs, width)
-        g_y = function(theta_ver, ys, height)
-    # Outer product of the two axial functions (the separable form of Eq. 6).
+    width, height = check_length(width, "width"), check_length(height, "height")
+    xs, ys = _as_coords(xs, theta_hor, "xs"), _as_coords(ys, theta_ver, "ys")
+    return _correlation_2d(theta_hor, theta_ver, xs, ys, width, height, g_hor, g_ver)
+
+
+def _correlation_2d(theta_hor, theta_ver, xs, ys, width, height, g_hor, g_ver=None) -> Tensor:
+    """Eq. 6 on validated inputs (the kernel the modules call): the outer product of the axial G's."""
+    g_x = g_hor.evaluate(theta_hor, xs, width)  # (..., Kx)
+    g_y = (g_ver or g_hor).evaluate(theta_ver, ys, height)  # (..., Ky)
     return g_y[..., :, None] * g_x[..., None, :]
 
 
@@ -290,7 +282,7 @@ class CorrelationFunction(ABC):
     name: ClassVar[str] = ""
     label: ClassVar[str] = "G(θ, j)"
 
-    def __init__(self, num_levels: int = 5) -> None:
+    def __init__(self, num_levels: int = DEFAULT_NUM_LEVELS) -> None:
         self.num_levels = _check_num_levels(num_levels)
 
     # ---------------------------------------------------------------- layout
@@ -317,7 +309,7 @@ class CorrelationFunction(ABC):
     def __call__(self, theta: Tensor, coords: Tensor | Sequence[float], length: float) -> Tensor:
         """G(θ, j) at every position of ``coords``: ``(..., P), (K,) -> (..., K)``."""
         self.check_theta(theta)
-        length = _check_length(length)
+        length = check_length(length)
         coords = _as_coords(coords, theta)
         return self.evaluate(theta, coords, length)
 
@@ -400,7 +392,7 @@ def register_correlation_function(name: str) -> Callable[[_F], _F]:
     return decorate
 
 
-def build_correlation_function(name: str, num_levels: int = 5) -> CorrelationFunction:
+def build_correlation_function(name: str, num_levels: int = DEFAULT_NUM_LEVELS) -> CorrelationFunction:
     """The registered family ``name`` with N = ``num_levels`` (``model.correlation.function``)."""
     cls = CORRELATION_FUNCTIONS.get(name) if isinstance(name, str) else None
     if cls is None:
@@ -415,7 +407,7 @@ def resolve_correlation_function(
 ) -> CorrelationFunction:
     """The modules' ``function`` argument as an instance.
 
-    ``None`` means ``dft``; a name is built with ``num_levels`` (default 5); an instance is
+    ``None`` means ``dft``; a name is built with ``num_levels`` (default: the config's N); an instance is
     used as is, and ``num_levels``, if given, must agree with it.
     """
     if isinstance(function, CorrelationFunction):
@@ -426,7 +418,7 @@ def resolve_correlation_function(
         return function
     if function is None:
         function = DEFAULT_CORRELATION_FUNCTION
-    return build_correlation_function(function, 5 if num_levels is None else num_levels)
+    return build_correlation_function(function, DEFAULT_NUM_LEVELS if num_levels is None else num_levels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,7 +450,7 @@ class _FourierLayout(LinearCorrelationFunction):
         return _decaying_amplitudes_bias(self.num_levels)
 
     def coefficients(self, theta: Tensor) -> Tensor:
-        return linear_coefficients(theta)
+        return _linear_coefficients(theta, self.num_levels)
 
     @abstractmethod
     def omega(self, length: float) -> float:
@@ -501,11 +493,10 @@ class DFTCorrelation(_FourierLayout):
     label = "G(θ, j) = A₀ + Σₙ Aₙ sin(nπj/L + ψₙ)  (Eq. 5, mirrored)"
 
     def omega(self, length: float) -> float:
-        return math.pi / length  # ω' = ω/2 = π/L: the mirrored extension has period 2L (Eq. 4).
+        return _mirrored_omega(length)
 
-    def evaluate(self, theta: Tensor, coords: Tensor, length: float) -> Tensor:
-        basis = fourier_basis(self.num_levels, coords, length)  # (2N+1, K)
-        return torch.matmul(linear_coefficients(theta), basis)
+    # evaluate: LinearCorrelationFunction's coefficients(θ) @ basis(j, L), the computation of
+    # correlation_1d (fourier_basis and linear_coefficients without their argument checks).
 
 
 @register_correlation_function("dft-periodic")
@@ -550,7 +541,7 @@ class GaussianCorrelation(CorrelationFunction):
 
     label = "G(θ, j) = A₀ + Σₙ Aₙ exp(−(j/L − μₙ)²/2σₙ²),  μₙ = (n−½)/N,  σₙ = eˢⁿ/N"
 
-    def __init__(self, num_levels: int = 5) -> None:
+    def __init__(self, num_levels: int = DEFAULT_NUM_LEVELS) -> None:
         super().__init__(_check_num_levels(num_levels, minimum=1))
 
     @property

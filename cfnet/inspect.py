@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cfnet._checks import check_point
 from cfnet.correlation import CorrelationFunction, correlation_2d, pixel_coords
 from cfnet.heads.semantic import SEMANTIC_LEVELS
 from cfnet.modules.icm import InstanceCorrelationModule
@@ -89,27 +90,7 @@ class Geometry:
 
 
 def _check_point(point: Sequence[Any], size: tuple[int, int], what: str = "image") -> tuple[int, int]:
-    try:
-        row, col = point
-    except (TypeError, ValueError):
-        raise ValueError(f"point must be a pair (row, col), got {point!r}") from None
-    out = []
-    for name, v, n in (("row", row, size[0]), ("col", col, size[1])):
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        if isinstance(v, Tensor) and v.numel() == 1:
-            v = int(v)
-        if isinstance(v, np.integer):
-            v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"point {name} must be an integer pixel index, got {v!r}")
-        if not 0 <= v < n:
-            raise ValueError(
-                f"point ({row}, {col}) lies outside the {size[0]}x{size[1]} {what} "
-                f"({name} {v} not in [0, {n}))"
-            )
-        out.append(v)
-    return out[0], out[1]
+    return check_point(point, size[0], size[1], what, integral_floats=True)
 
 
 def map_point(point: Sequence[int], geometry: Geometry) -> tuple[Fraction, Fraction]:

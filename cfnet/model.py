@@ -2,7 +2,7 @@
 panoptic post-processing, composed like torchvision's detection models::
 
     transform  (cfnet.transform.PanopticTransform)   normalise, resize (eval), pad
-    backbone   (cfnet.backbone.ResNetFPN)            ResNet + FPN → P2..P6
+    backbone   (cfnet.backbone.BACKBONES)            ResNet (or another family) + FPN → P2..P6
     instance_head (cfnet.heads.SOLOv2InstanceHead)   ICM (shared) + SOLOv2 on P2..P6
     semantic_head (cfnet.heads.SemanticHead)         SCM (shared) + UPSNet-style head on P2..P5
     post-processing                                  Matrix NMS (in the instance head), then the
@@ -30,12 +30,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cfnet.backbone import ResNetFPN, build_backbone
+from cfnet.backbone import build_backbone
 from cfnet.categories import IGNORE_INDEX, Categories
 from cfnet.config import Config, ConfigError, validate
 from cfnet.heads import SemanticHead, SOLOv2InstanceHead, build_instance_head, build_semantic_head
 from cfnet.panoptic_fusion import panoptic_fusion
-from cfnet.transform import ImageBatch, PanopticTransform
+from cfnet.transform import ImageBatch, PanopticTransform, check_images
 
 __all__ = ["CFNet", "build_model", "build_transform"]
 
@@ -45,7 +45,7 @@ class CFNet(nn.Module):
 
     def __init__(
         self,
-        backbone: ResNetFPN,
+        backbone: nn.Module,
         instance_head: SOLOv2InstanceHead,
         semantic_head: SemanticHead,
         transform: PanopticTransform,
@@ -65,6 +65,7 @@ class CFNet(nn.Module):
     # ---------------------------------------------------------------- pieces the demo/notebooks use
     def preprocess(self, images: Sequence[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
         """Normalised, (eval: resized,) padded batch ``(B, 3, Hp, Wp)`` and each image's size in it."""
+        check_images(images)
         batch, _ = self.transform(images)
         return batch.tensors, batch.image_sizes
 
@@ -74,6 +75,8 @@ class CFNet(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def forward(self, images: Sequence[Tensor], targets: Sequence[dict] | None = None):
+        # The model's boundary: inputs are checked here once; the pieces behind it trust them.
+        check_images(images, targets if self.training else None)
         if self.training:
             if targets is None:
                 raise ValueError("CFNet in training mode needs targets (masks, labels, sem_seg per image)")
@@ -150,8 +153,6 @@ class CFNet(nn.Module):
 
     # ---------------------------------------------------------------- input checks
     def _check_targets(self, images: Sequence[Tensor], targets: Sequence[dict]) -> None:
-        if len(images) != len(targets):
-            raise ValueError(f"model input: {len(images)} images but {len(targets)} targets")
         num_things = self.categories.num_things
         for i, (image, t) in enumerate(zip(images, targets)):
             for key in ("masks", "labels", "sem_seg"):
@@ -208,6 +209,7 @@ def build_model(cfg: Config, categories: Categories | Sequence[dict] | str | Non
             "(the stride of P5), so that the FPN levels halve exactly"
         )
     backbone = build_backbone(cfg)
-    instance_head = build_instance_head(cfg, categories.num_things)
-    semantic_head = build_semantic_head(cfg, categories.num_classes)
+    # The heads size themselves from what the backbone gives, whatever its family.
+    instance_head = build_instance_head(cfg, categories.num_things, backbone.out_channels)
+    semantic_head = build_semantic_head(cfg, categories.num_classes, backbone.out_channels)
     return CFNet(backbone, instance_head, semantic_head, build_transform(cfg), categories=categories, cfg=cfg)

@@ -49,6 +49,20 @@ def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
+def check_images(images: Sequence[Tensor], targets: Sequence[dict] | None = None) -> None:
+    """Raise unless ``images`` is a non-empty list of 3×H×W float tensors (and ``targets`` as long)."""
+    if len(images) == 0:
+        raise ValueError("model input: expected a non-empty list of 3xHxW images")
+    if targets is not None and len(targets) != len(images):
+        raise ValueError(f"model input: {len(images)} images but {len(targets)} targets")
+    for i, image in enumerate(images):
+        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"model input: image {i} must be a 3xHxW float tensor, got {shape}")
+        if not image.is_floating_point():
+            raise ValueError(f"model input: image {i} must be float RGB in [0, 1], got {image.dtype}")
+
+
 class PanopticTransform(nn.Module):
     """Normalise, resize (eval only), pad; and map outputs back (see the module docstring)."""
 
@@ -113,19 +127,13 @@ class PanopticTransform(nn.Module):
     def forward(
         self, images: Sequence[Tensor], targets: Sequence[dict] | None = None
     ) -> tuple[ImageBatch, list[dict] | None]:
-        """Batch ``images`` (list of 3×H×W in [0, 1]); targets (if any) are padded alike."""
-        if len(images) == 0:
-            raise ValueError("model input: expected a non-empty list of 3xHxW images")
-        if targets is not None and len(targets) != len(images):
-            raise ValueError(f"model input: {len(images)} images but {len(targets)} targets")
+        """Batch ``images`` (list of 3×H×W in [0, 1]); targets (if any) are padded alike.
+
+        The inputs are checked by the caller (:func:`check_images`, at :class:`cfnet.model.CFNet`'s
+        boundary)."""
         out_images: list[Tensor] = []
         out_targets: list[dict] = []
         for i, image in enumerate(images):
-            if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-                shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
-                raise ValueError(f"model input: image {i} must be a 3xHxW float tensor, got {shape}")
-            if not image.is_floating_point():
-                raise ValueError(f"model input: image {i} must be float RGB in [0, 1], got {image.dtype}")
             target = targets[i] if targets is not None else None
             image = self.normalize(image.to(self.pixel_mean.device))
             if not self.training:
