@@ -1,7 +1,19 @@
-"""Backbone feature extractor (paper §3.1): torchvision ResNet + FeaturePyramidNetwork.
+"""Backbone feature extractors (paper §3.1): a torchvision network + FeaturePyramidNetwork.
 
-``ResNetFPN(x)`` returns an ``OrderedDict`` with keys ``p2 .. p6`` at strides 4, 8, 16, 32, 64,
-all with ``fpn_channels`` channels.
+Every backbone returns, for ``x`` of shape ``(B, 3, H, W)``, an ``OrderedDict`` with keys
+``p2 .. p6`` at strides 4, 8, 16, 32, 64, all with ``out_channels`` channels (the heads size
+themselves from that attribute).
+
+:data:`BACKBONES` maps ``model.backbone.name`` to a builder ``builder(cfg) -> nn.Module``
+(register more with :func:`register_backbone`):
+
+- ``resnet`` (default): :class:`ResNetFPN`, the ResNet family with ``model.backbone.depth``;
+- ``regnet_y_400mf``: torchvision's RegNetY-400MF (another family, named as torchvision names it)
+  through :func:`torchvision_fpn`, which any torchvision classification model with four stages
+  at strides 4–32 can use: ``torchvision.models.feature_extraction.create_feature_extractor``
+  takes C2–C5 from the named nodes, the same FPN and P6 as below follow.
+
+Notes on the ResNet family:
 
 Choices (written down because the paper leaves them open):
 
@@ -31,18 +43,33 @@ Choices (written down because the paper leaves them open):
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.ops import DeformConv2d, FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from cfnet.config import Config
 
-__all__ = ["ResNetFPN", "DeformConv3x3", "build_backbone", "build_resnet", "norm_layer_for"]
+__all__ = [
+    "BACKBONES",
+    "register_backbone",
+    "build_backbone",
+    "FPNBackbone",
+    "ResNetFPN",
+    "torchvision_fpn",
+    "DeformConv3x3",
+    "build_resnet",
+    "norm_layer_for",
+    "torchvision_weights",
+]
 
 DEPTHS = (10, 18, 34, 50, 101)
 NORMS = ("frozen_bn", "bn", "gn")
@@ -55,8 +82,8 @@ def norm_layer_for(norm: str):
         return FrozenBatchNorm2d
     if norm == "bn":
         return nn.BatchNorm2d
-    if norm == "gn":
-        return lambda channels: nn.GroupNorm(32, channels)
+    if norm == "gn":  # 32 groups (all ResNet widths), or the largest divisor of the width below 32
+        return lambda channels: nn.GroupNorm(math.gcd(32, channels), channels)
     raise ValueError(f"model.backbone.norm: {norm!r} is not one of {', '.join(NORMS)}")
 
 
@@ -121,28 +148,81 @@ def build_resnet(depth: int, norm: str = "frozen_bn", pretrained: str | None = N
         if dcn:
             _convert_to_dcn(model)
         return model
-    if pretrained is not None:
-        enum = torchvision.models.get_model_weights(name)
-        try:
-            weights = enum[pretrained]
-        except KeyError:
-            valid = ", ".join(w.name for w in enum) + ", DEFAULT"
-            raise ValueError(
-                f"model.backbone.pretrained: {pretrained!r} is not a torchvision weights name for "
-                f"{name} (valid: {valid}); use null for random init"
-            ) from None
-        if norm == "gn":
-            raise ValueError(
-                "model.backbone.pretrained: torchvision's ImageNet weights are BatchNorm-trained; "
-                "they cannot be loaded with model.backbone.norm=gn"
-            )
+    weights = torchvision_weights(name, pretrained, norm)
     model = getattr(torchvision.models, name)(weights=weights, norm_layer=norm_layer_for(norm))
     if dcn:
         _convert_to_dcn(model)
     return model
 
 
-class ResNetFPN(nn.Module):
+def torchvision_weights(name: str, pretrained: str | None, norm: str):
+    """The member ``pretrained`` of torchvision's weights enum for model ``name`` (None: random init).
+
+    Only the enum is looked up here; the weights download (or load from torchvision's cache) when
+    the model is built with them — only when the user asked.
+    """
+    if pretrained is None:
+        return None
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        weights = enum[pretrained]
+    except KeyError:
+        valid = ", ".join(w.name for w in enum) + ", DEFAULT"
+        raise ValueError(
+            f"model.backbone.pretrained: {pretrained!r} is not a torchvision weights name for "
+            f"{name} (valid: {valid}); use null for random init"
+        ) from None
+    if norm == "gn":
+        raise ValueError(
+            "model.backbone.pretrained: torchvision's ImageNet weights are BatchNorm-trained; "
+            "they cannot be loaded with model.backbone.norm=gn"
+        )
+    return weights
+
+
+class FPNBackbone(nn.Module):
+    """A feature extractor ``body`` (C2..C5 at strides 4..32) + torchvision FPN ``fpn`` + P6.
+
+    ``forward(x) -> OrderedDict(p2..p6)``, ``out_channels`` channels each. ``frozen`` lists the
+    submodule paths of ``body`` whose parameters are frozen and whose norms stay in eval mode.
+    """
+
+    strides = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+
+    def __init__(self, body: nn.Module, in_channels: Sequence[int], fpn_channels: int, frozen=()) -> None:
+        super().__init__()
+        self.body = body
+        self.fpn = FeaturePyramidNetwork(list(in_channels), fpn_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = fpn_channels
+        self._frozen_paths = tuple(frozen)
+        self._freeze()
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        return [self.body.get_submodule(p) for p in self._frozen_paths]
+
+    def _freeze(self) -> None:
+        for module in self._frozen_modules():
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> FPNBackbone:
+        super().train(mode)
+        # Frozen stages keep their BatchNorm statistics fixed too.
+        for module in self._frozen_modules():
+            module.eval()
+        return self
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        feats = self.fpn(self.body(x))  # keys c2..c5, then "pool"
+        return OrderedDict((f"p{i + 2}", f) for i, f in enumerate(feats.values()))
+
+
+def _check_frozen_stages(frozen_stages: int) -> None:
+    if not 0 <= frozen_stages <= 4:
+        raise ValueError(f"model.backbone.frozen_stages: expected 0..4, got {frozen_stages}")
+
+
+class ResNetFPN(FPNBackbone):
     """ResNet body (``.body``) + FPN (``.fpn``); ``forward(x) -> OrderedDict(p2..p6)``."""
 
     def __init__(
@@ -155,50 +235,104 @@ class ResNetFPN(nn.Module):
         frozen_stages: int = 1,
         fpn_channels: int = 256,
     ) -> None:
-        super().__init__()
-        if not 0 <= frozen_stages <= 4:
-            raise ValueError(f"model.backbone.frozen_stages: expected 0..4, got {frozen_stages}")
+        _check_frozen_stages(frozen_stages)
         resnet = build_resnet(depth, norm, pretrained, dcn)
-        self.body = IntermediateLayerGetter(resnet, {s: f"c{i + 2}" for i, s in enumerate(_STAGES)})
+        body = IntermediateLayerGetter(resnet, {s: f"c{i + 2}" for i, s in enumerate(_STAGES)})
         width = 64 if depth in (10, 18, 34) else 256  # channels of C2 (basic block vs bottleneck)
-        in_channels = [width * 2**i for i in range(4)]
-        self.fpn = FeaturePyramidNetwork(in_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
-        self.out_channels = fpn_channels
-        self.strides = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+        frozen = ("conv1", "bn1", *_STAGES[:frozen_stages]) if frozen_stages else ()
+        super().__init__(body, [width * 2**i for i in range(4)], fpn_channels, frozen)
         self.frozen_stages = frozen_stages
-        self._freeze()
 
-    def _frozen_modules(self) -> list[nn.Module]:
-        if self.frozen_stages == 0:
-            return []
-        stem = [self.body.conv1, self.body.bn1]
-        return stem + [getattr(self.body, s) for s in _STAGES[: self.frozen_stages]]
-
-    def _freeze(self) -> None:
-        for module in self._frozen_modules():
-            for p in module.parameters():
-                p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> ResNetFPN:
-        super().train(mode)
-        # Frozen stages keep their BatchNorm statistics fixed too.
-        for module in self._frozen_modules():
-            module.eval()
-        return self
-
-    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        feats = self.fpn(self.body(x))  # keys c2..c5, then "pool"
-        return OrderedDict((f"p{i + 2}", f) for i, f in enumerate(feats.values()))
+    @classmethod
+    def from_config(cls, cfg: Config) -> ResNetFPN:
+        b = cfg.model.backbone
+        return cls(
+            b.depth,
+            norm=b.norm,
+            pretrained=b.pretrained,
+            dcn=b.dcn,
+            frozen_stages=b.frozen_stages,
+            fpn_channels=b.fpn_channels,
+        )
 
 
-def build_backbone(cfg: Config) -> ResNetFPN:
-    """The backbone of ``cfg.model.backbone``."""
+def torchvision_fpn(
+    name: str,
+    stem: Sequence[str],
+    stages: Sequence[str],
+    *,
+    norm: str,
+    pretrained: str | None,
+    frozen_stages: int,
+    fpn_channels: int,
+    dcn: bool = False,
+) -> FPNBackbone:
+    """A torchvision classification model ``name`` as an FPN backbone.
+
+    ``stages`` are the four graph nodes giving C2..C5 (strides 4..32), ``stem`` the modules before
+    them (frozen with ``frozen_stages >= 1``, as are the first ``frozen_stages`` stages). The
+    model is built with ``norm_layer`` from ``norm`` and, only if ``pretrained`` names a member of
+    its torchvision weights enum, those weights.
+    """
+    if dcn:
+        raise ValueError(f"model.backbone.dcn: deformable convs are implemented for resnet only, not {name}")
+    if len(stages) != 4:
+        raise ValueError(f"{name}: need four stage nodes (C2..C5), got {list(stages)}")
+    _check_frozen_stages(frozen_stages)
+    weights = torchvision_weights(name, pretrained, norm)
+    model = torchvision.models.get_model(name, weights=weights, norm_layer=norm_layer_for(norm))
+    body = create_feature_extractor(model, {node: f"c{i + 2}" for i, node in enumerate(stages)})
+    with torch.no_grad():  # the stage widths, from one tiny forward pass
+        was_training = body.training
+        body.eval()
+        in_channels = [int(f.shape[1]) for f in body(torch.zeros(1, 3, 64, 64)).values()]
+        body.train(was_training)
+    frozen = (*stem, *stages[:frozen_stages]) if frozen_stages else ()
+    return FPNBackbone(body, in_channels, fpn_channels, frozen)
+
+
+BackboneBuilder = Callable[[Config], nn.Module]
+_B = TypeVar("_B", bound=BackboneBuilder)
+
+BACKBONES: dict[str, BackboneBuilder] = {}
+"""``model.backbone.name`` → ``builder(cfg) -> nn.Module`` (``out_channels``; ``forward -> p2..p6``)."""
+
+
+def register_backbone(name: str) -> Callable[[_B], _B]:
+    """Decorator: register ``builder(cfg)`` as ``model.backbone.name=name`` (a new config choice)."""
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ValueError(f"a backbone name must be a non-empty string without spaces around it, got {name!r}")
+
+    def decorate(builder: _B) -> _B:
+        if name in BACKBONES and BACKBONES[name] is not builder:
+            raise ValueError(f"backbone {name!r} is already registered ({BACKBONES[name]!r})")
+        BACKBONES[name] = builder
+        return builder
+
+    return decorate
+
+
+register_backbone("resnet")(ResNetFPN.from_config)
+
+
+@register_backbone("regnet_y_400mf")
+def _regnet_y_400mf(cfg: Config) -> FPNBackbone:
     b = cfg.model.backbone
-    return ResNetFPN(
-        b.depth,
+    return torchvision_fpn(
+        "regnet_y_400mf",
+        stem=("stem",),
+        stages=[f"trunk_output.block{i}" for i in range(1, 5)],
         norm=b.norm,
         pretrained=b.pretrained,
-        dcn=b.dcn,
         frozen_stages=b.frozen_stages,
         fpn_channels=b.fpn_channels,
+        dcn=b.dcn,
     )
+
+
+def build_backbone(cfg: Config) -> nn.Module:
+    """The backbone registered as ``cfg.model.backbone.name`` (:data:`BACKBONES`)."""
+    name = cfg.model.backbone.name
+    if name not in BACKBONES:
+        raise ValueError(f"model.backbone.name: {name!r} is not one of {', '.join(BACKBONES)}")
+    return BACKBONES[name](cfg)

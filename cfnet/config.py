@@ -44,9 +44,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class BackboneConfig:
+    # a name registered in cfnet.backbone.BACKBONES: "resnet" (the ResNet family, with depth) or a
+    # torchvision model of another family ("regnet_y_400mf")
+    name: str = "resnet"
     depth: int = 50  # ResNet 10 / 18 / 34 / 50 / 101 (10: one basic block per stage)
     dcn: bool = False  # deformable 3x3 convs in stages 3-5 (the paper's "*" rows)
     pretrained: str | None = None  # torchvision weights enum name, e.g. "IMAGENET1K_V1"; None = random
+    # fpn_channels is the width of P2..P6; the heads read it from the built backbone's out_channels
     norm: str = "frozen_bn"  # frozen_bn | bn | gn
     frozen_stages: int = 1  # stem + res2 frozen, as detectron2 / mmdet do for ImageNet init
     fpn_channels: int = 256
@@ -64,7 +68,7 @@ class CorrelationConfig:
 
 @dataclass
 class SemanticConfig:
-    module: str = "scm"  # none | attention | scm   (Table 5)
+    module: str = "scm"  # cfnet.modules.SEMANTIC_MODULES: none | attention | scm   (Table 5)
     scm_mode: str = "axial"  # axial (Eq. 9) | global (Eq. 8)
     num_convs: int = 4  # stacked 3x3 GN convs shared across P2-P5 (Table 8 "deeper head": 7)
     channels: int = 128
@@ -74,7 +78,8 @@ class SemanticConfig:
 
 @dataclass
 class InstanceConfig:
-    position: str = "icm"  # none | coords | sine | icm   (Table 6) | icm-coords (our extension)
+    # cfnet.modules.POSITION_MODULES: none | coords | sine | icm (Table 6) | icm-coords (our extension)
+    position: str = "icm"
     num_grids: list[int] = field(default_factory=lambda: [40, 36, 24, 16, 12])
     strides: list[int] = field(default_factory=lambda: [8, 8, 16, 32, 32])
     scale_ranges: list[list[float]] = field(
@@ -319,36 +324,37 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"config key {key!r}: unsupported type {tp}")
 
 
-def _position_kinds() -> tuple[str, ...]:
-    # The factory's own list (imported here, not at the top: the model code needs torch).
-    from cfnet.modules import POSITION_KINDS
+def _from(module: str, attribute: str) -> Callable[[], tuple[Any, ...]]:
+    """The allowed values of a key, read at validation time from the code that implements them
+    (a registry's keys or a module's tuple), so that what user code registers is a valid choice.
+    Imported lazily: the model code needs torch, the config does not."""
 
-    return POSITION_KINDS
+    def allowed() -> tuple[Any, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(module), attribute))
+
+    allowed.__qualname__ = f"{module}.{attribute}"
+    return allowed
 
 
-def _correlation_functions() -> tuple[str, ...]:
-    # The registry at validation time, so a family registered by user code is a valid choice.
-    from cfnet.correlation import CORRELATION_FUNCTIONS
-
-    return tuple(CORRELATION_FUNCTIONS)
-
-
-# Allowed values per key: a tuple, or a function returning one where the list lives in the code
-# that implements the choices.
+# Allowed values per key: the registry or list in the code that implements the choices; a plain
+# tuple only where no code holds one.
 CHOICES: dict[str, tuple[Any, ...] | Callable[[], tuple[Any, ...]]] = {
-    "model.backbone.depth": (10, 18, 34, 50, 101),
-    "model.backbone.norm": ("frozen_bn", "bn", "gn"),
-    "model.semantic.module": ("none", "attention", "scm"),
-    "model.semantic.scm_mode": ("axial", "global"),
-    "model.instance.position": _position_kinds,
-    "model.correlation.function": _correlation_functions,
-    "model.inference.nms_kernel": ("gaussian", "linear"),
+    "model.backbone.name": _from("cfnet.backbone", "BACKBONES"),
+    "model.backbone.depth": _from("cfnet.backbone", "DEPTHS"),
+    "model.backbone.norm": _from("cfnet.backbone", "NORMS"),
+    "model.semantic.module": _from("cfnet.modules", "SEMANTIC_MODULES"),
+    "model.semantic.scm_mode": _from("cfnet.modules.scm", "SCM_MODES"),
+    "model.instance.position": _from("cfnet.modules", "POSITION_MODULES"),
+    "model.correlation.function": _from("cfnet.correlation", "CORRELATION_FUNCTIONS"),
+    "model.inference.nms_kernel": _from("cfnet.matrix_nms", "KERNELS"),
     "solver.optimizer": ("sgd", "adamw"),
 }
 
 
 def choices(key: str) -> tuple[Any, ...]:
-    """The allowed values of config key ``key`` (one of :data:`CHOICES`)."""
+    """The allowed values of config key ``key`` (one of :data:`CHOICES`), e.g. the registered names."""
     allowed = CHOICES[key]
     return allowed() if callable(allowed) else allowed
 
@@ -374,6 +380,26 @@ def validate(cfg: Config) -> Config:
     if cfg.data.crop_size is not None and len(cfg.data.crop_size) != 2:
         raise ConfigError(f"config key 'data.crop_size': expected [h, w], got {cfg.data.crop_size}")
     return cfg
+
+
+def config_kwargs(target: Callable[..., Any], *sections: Any) -> dict[str, Any]:
+    """The keyword-only arguments of ``target`` that config ``sections`` (dataclasses) hold, by name.
+
+    The detectron2-style ``from_config`` classmethods use it so that the cfg-to-arguments mapping
+    is the names themselves: a keyword-only constructor argument named like a config field gets
+    that field's value; positional arguments (channels, the module a head wraps) are the caller's,
+    and a required keyword no section holds is left to the caller (Python names it if missing).
+    """
+    import inspect
+
+    params = inspect.signature(target).parameters
+    wanted = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    out: dict[str, Any] = {}
+    for section in sections:
+        for f in dataclasses.fields(section):
+            if f.name in wanted:
+                out[f.name] = getattr(section, f.name)
+    return out
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

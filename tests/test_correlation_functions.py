@@ -197,21 +197,21 @@ def test_descriptions_name_each_familys_own_parameters():
 
 def test_theta_predictor_bias_from_the_function_dft_unchanged():
     torch.manual_seed(0)
-    pred = ThetaPredictor(4, num_levels=3)
+    pred = ThetaPredictor(4, num_levels=3, hidden_channels=8)
     assert pred.function == DFTCorrelation(3)
     expected = torch.zeros(7)
     expected[1:4] = (0.1 / torch.arange(1, 4, dtype=torch.float64)).float()
     assert torch.equal(pred.hor.bias.detach(), expected) and torch.equal(pred.ver.bias.detach(), expected)
-    g = ThetaPredictor(4, function=build_correlation_function("gaussian", 2))
+    g = ThetaPredictor(4, hidden_channels=8, function=build_correlation_function("gaussian", 2))
     assert g.num_levels == 2 and g.hor.out_channels == 5
     with pytest.raises(ValueError, match="disagrees"):
-        ThetaPredictor(4, num_levels=3, function=build_correlation_function("gaussian", 2))
+        ThetaPredictor(4, num_levels=3, hidden_channels=8, function=build_correlation_function("gaussian", 2))
 
 
 @pytest.mark.parametrize("name", ["gaussian", "dft-periodic"])
 def test_init_gives_small_smooth_curves_and_gradient_to_every_parameter(name):
     torch.manual_seed(0)
-    pred = ThetaPredictor(16, num_levels=5, function=name)
+    pred = ThetaPredictor(16, num_levels=5, hidden_channels=64, function=name)
     th, _ = pred(torch.randn(2, 16, 12, 10))
     g = pred.function(th, pixel_coords(10), 10)
     assert g.abs().max() < 1.0  # near-uniform initial softmax
@@ -298,7 +298,7 @@ def test_registry_holds_the_shipped_functions_and_errors_name_the_choices():
     assert resolve_correlation_function(None) == DFTCorrelation(5)
     assert resolve_correlation_function("gaussian", 3) == GaussianCorrelation(3)
     with pytest.raises(ValueError, match="valid choices"):
-        SemanticCorrelationModule(4, function="nope")
+        SemanticCorrelationModule(4, hidden_channels=2, function="nope")
     with pytest.raises(ValueError, match="valid choices"):
         build_position_module("icm", 4, function="nope")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cfnet.config import ConfigError, get_config, list_presets
+from cfnet.config import Config, ConfigError, get_config, list_presets
 from cfnet.heads.instance import (
     MaskFeatureBranch,
     SOLOv2InstanceHead,
@@ -293,10 +293,20 @@ def test_dynamic_conv_is_a_1x1_conv_and_point_nms_keeps_local_maxima():
     assert c.shape == (2, 2, 4, 5) and c[0, 0, 0, 0] == -1 and c[0, 0, 0, -1] == 1 and c[0, 1, -1, 0] == 1
 
 
+def _instance_head(in_channels, num_things, position, **fields):
+    """SOLOv2InstanceHead.from_config on the default config with some instance/inference fields set."""
+    cfg = Config()
+    for name, value in fields.items():
+        section = cfg.model.instance if hasattr(cfg.model.instance, name) else cfg.model.inference
+        assert hasattr(section, name), name
+        setattr(section, name, value)
+    return SOLOv2InstanceHead.from_config(cfg, in_channels, num_things, position)
+
+
 def test_level_features_follow_solov2_split_feats():
     from cfnet.modules import build_position_module
 
-    head = SOLOv2InstanceHead(16, 3, build_position_module("none", 16), channels=32, mask_feature_channels=16)
+    head = _instance_head(16, 3, build_position_module("none", 16), channels=32, mask_feature_channels=16)
     feats = {f"p{i}": torch.randn(1, 16, 64 // 2**i, 96 // 2**i) for i in range(2, 7)}
     feats["p6"] = torch.randn(1, 16, 1, 2)
     levels = head.level_features(feats)
@@ -323,7 +333,7 @@ def test_instance_losses_match_a_literal_transcription():
     torch.manual_seed(0)
     from cfnet.modules import build_position_module
 
-    head = SOLOv2InstanceHead(
+    head = _instance_head(
         8,
         3,
         build_position_module("coords", 8),
@@ -373,7 +383,7 @@ def test_instance_inference_known_answer():
     """Hand-made kernels on hand-made mask features: thresholds, area filter, maskness, NMS."""
     from cfnet.modules import build_position_module
 
-    head = SOLOv2InstanceHead(
+    head = _instance_head(
         4,
         2,
         build_position_module("none", 4),

@@ -137,7 +137,7 @@ def test_theta_predictor_layout_and_heads():
 
 def test_theta_predictor_init_is_small_but_not_degenerate():
     torch.manual_seed(0)
-    pred = ThetaPredictor(16, num_levels=5)
+    pred = ThetaPredictor(16, num_levels=5, hidden_channels=64)
     th, tv = pred(torch.randn(2, 16, 12, 10))
     from cfnet.correlation import correlation_1d, pixel_coords
 
@@ -183,7 +183,7 @@ def test_parameter_budget_arithmetic_in_docstring():
         return sum(p.numel() for p in m.parameters())
 
     total = count(SemanticCorrelationModule(256, hidden_channels=100)) + count(
-        InstanceCorrelationModule(256, hidden_channels=100)
+        InstanceCorrelationModule(256, num_levels=5, num_refs=16, hidden_channels=100)
     )
     assert total == 597_028
 
@@ -327,7 +327,7 @@ def test_axial_scm_never_builds_an_hw_by_hw_tensor():
 
 def test_scm_validation():
     with pytest.raises(ValueError, match="mode"):
-        SemanticCorrelationModule(4, mode="diagonal")
+        SemanticCorrelationModule(4, mode="diagonal", hidden_channels=2)
     m = SemanticCorrelationModule(4, hidden_channels=2)
     with pytest.raises(ValueError, match=r"\(B, 4, H, W\)"):
         m(torch.randn(1, 3, 5, 5))
@@ -341,7 +341,7 @@ def test_icm_reference_points_are_cell_centres():
     assert ys.tolist() == pytest.approx(ref_points_loop(6, 3))  # [0.5, 2.5, 4.5]
     assert xs.tolist() == pytest.approx(ref_points_loop(10, 4))
     assert ys.tolist() == pytest.approx([0.5, 2.5, 4.5])
-    m16 = InstanceCorrelationModule(2, hidden_channels=2)
+    m16 = InstanceCorrelationModule(2, num_refs=16, hidden_channels=2)
     assert m16.num_refs == (16, 16)
     ys, xs = m16.reference_points(32, 16)
     assert ys.shape == xs.shape == (16,)
@@ -381,7 +381,7 @@ def test_icm_forward_matches_eq11_loop():
 def test_icm_validation_and_init():
     for bad in (0, (2,), (2, 0), (2, 3, 4), "16", (2.0, 3)):
         with pytest.raises(ValueError, match="num_refs"):
-            InstanceCorrelationModule(4, num_refs=bad)
+            InstanceCorrelationModule(4, num_refs=bad, hidden_channels=2)
     m = InstanceCorrelationModule(4, num_refs=(2, 5), hidden_channels=2)
     assert m.correlation_proj.in_channels == 10
     # W_f starts as the identity: the module starts as features + a small correlation term.
@@ -526,10 +526,11 @@ def test_factories_build_every_kind_with_out_channels():
 # ---------------------------------------------------------------- icm-coords (our extension)
 def test_position_kinds_are_one_list_shared_with_the_config():
     from cfnet.config import choices, get_config, validate
-    from cfnet.modules import POSITION_KINDS
+    from cfnet.modules import POSITION_MODULES, SEMANTIC_MODULES
 
-    assert POSITION_KINDS == ("none", "coords", "sine", "icm", "icm-coords")
-    assert choices("model.instance.position") == POSITION_KINDS
+    assert tuple(POSITION_MODULES) == ("none", "coords", "sine", "icm", "icm-coords")
+    assert choices("model.instance.position") == tuple(POSITION_MODULES)
+    assert choices("model.semantic.module") == tuple(SEMANTIC_MODULES) == ("none", "attention", "scm")
     validate(get_config("shapes-tiny", ["model.instance.position=icm-coords"]))
     with pytest.raises(ValueError, match="none, coords, sine, icm, icm-coords"):
         build_position_module("icm-coord", 8)
@@ -561,7 +562,7 @@ def test_icm_coords_differs_from_icm_only_in_the_theta_input_width():
     assert torch.equal(th, eth) and torch.equal(tv, etv)
     assert "theta_coords=True" in repr(ext)
     with pytest.raises(ValueError, match="theta_coords"):
-        InstanceCorrelationModule(8, theta_coords=1)
+        InstanceCorrelationModule(8, num_refs=4, hidden_channels=2, theta_coords=1)
     with pytest.raises(ValueError, match=r"\(B, 8, H, W\)"):
         ext.correlation_features(torch.randn(1, 10, 6, 7))
 

@@ -45,6 +45,10 @@ import sys
 import time
 from typing import Any
 
+from cfnet.config import CorrelationConfig
+
+_HIDDEN = CorrelationConfig.hidden_channels  # the config's θ predictor width
+
 MODULE_NAMES = ("scm-axial", "scm-global", "attention", "icm")
 QUADRATIC = {"scm-global", "attention"}
 DEFAULT_SIZES = "32x32,64x64,100x167,200x334"
@@ -101,14 +105,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--modules", default=",".join(MODULE_NAMES), help=f"subset of {','.join(MODULE_NAMES)}"
     )
-    parser.add_argument("--hidden-channels", type=int, default=64, help="θ predictor width (default 64)")
+    parser.add_argument(
+        "--hidden-channels",
+        type=int,
+        default=CorrelationConfig.hidden_channels,
+        help=f"θ predictor width (default {CorrelationConfig.hidden_channels}, the config's)",
+    )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (default 0: torch's default)"
     )
 
 
 # ------------------------------------------------------------------ modules and estimates
-def build_module(name: str, channels: int, height: int, width: int, hidden_channels: int = 64):
+def build_module(name: str, channels: int, height: int, width: int, hidden_channels: int = _HIDDEN):
     from cfnet.modules import InstanceCorrelationModule, NonLocalBlock, SemanticCorrelationModule
 
     positions = height * width
@@ -124,11 +133,15 @@ def build_module(name: str, channels: int, height: int, width: int, hidden_chann
     if name == "attention":
         return NonLocalBlock(channels, max_positions=max(positions, 1))
     if name == "icm":
-        return InstanceCorrelationModule(channels, hidden_channels=hidden_channels)
+        return InstanceCorrelationModule(
+            channels, num_refs=CorrelationConfig.num_refs, hidden_channels=hidden_channels
+        )
     raise ValueError(f"unknown module {name!r}; valid: {', '.join(MODULE_NAMES)}")
 
 
-def estimate_bytes(name: str, batch: int, channels: int, height: int, width: int, hidden: int = 64) -> int:
+def estimate_bytes(
+    name: str, batch: int, channels: int, height: int, width: int, hidden: int = _HIDDEN
+) -> int:
     """Rough peak memory of forward + backward (float32), used only to refuse huge runs."""
     hw = height * width
     # Input, output, their gradients and a few permuted copies / conv activations.

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cfnet.config import Config, config_kwargs
 from cfnet.losses import dice_loss, sigmoid_focal_loss
 from cfnet.matrix_nms import matrix_nms
 from cfnet.transform import PanopticTransform
@@ -163,7 +164,24 @@ class SOLOv2InstanceHead(nn.Module):
     ``forward(features)`` takes the FPN ``OrderedDict`` (``p2``..``p6``) and returns
     ``(cate_preds, kernel_preds, mask_features)``: per level ``(B, T, S, S)`` logits and
     ``(B, E, S, S)`` kernels, and ``(B, E, H/4, W/4)`` mask features.
+
+    The keyword arguments are the fields of ``cfg.model.instance`` and ``cfg.model.inference`` of
+    the same names (no defaults here: :mod:`cfnet.config` holds them); :meth:`from_config` maps
+    them. ``mask_branch_channels`` (not a config key) defaults to min(128, E).
     """
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config, in_channels: int, num_things: int, position: nn.Module | None = None
+    ) -> SOLOv2InstanceHead:
+        """The head of ``cfg`` on ``in_channels``-channel features (the backbone's ``out_channels``),
+        with the position module ``cfg.model.instance.position`` unless ``position`` is given."""
+        if position is None:
+            from cfnet.modules import build_position_module
+
+            position = build_position_module(cfg.model.instance.position, in_channels, cfg)
+        kwargs = config_kwargs(cls, cfg.model.instance, cfg.model.inference)
+        return cls(in_channels, num_things, position, **kwargs)
 
     def __init__(
         self,
@@ -171,29 +189,29 @@ class SOLOv2InstanceHead(nn.Module):
         num_things: int,
         position: nn.Module,
         *,
-        num_grids: Sequence[int] = (40, 36, 24, 16, 12),
-        strides: Sequence[int] = (8, 8, 16, 32, 32),
-        scale_ranges: Sequence[Sequence[float]] = ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048)),
-        sigma: float = 0.2,
-        num_convs: int = 4,
-        channels: int = 512,
-        mask_feature_channels: int = 256,
-        mask_feature_levels: int = 4,
-        mask_coords: bool = True,
+        num_grids: Sequence[int],
+        strides: Sequence[int],
+        scale_ranges: Sequence[Sequence[float]],
+        sigma: float,
+        num_convs: int,
+        channels: int,
+        mask_feature_channels: int,
+        mask_feature_levels: int,
+        mask_coords: bool,
+        dice_weight: float,
+        focal_alpha: float,
+        focal_gamma: float,
+        focal_weight: float,
+        soft_mask_targets: bool,
+        min_mask_area_ratio: float,
+        score_thr: float,
+        update_thr: float,
+        mask_thr: float,
+        nms_pre: int,
+        max_per_img: int,
+        nms_kernel: str,
+        nms_sigma: float,
         mask_branch_channels: int | None = None,
-        dice_weight: float = 3.0,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
-        focal_weight: float = 1.0,
-        soft_mask_targets: bool = False,
-        min_mask_area_ratio: float = 0.0,
-        score_thr: float = 0.1,
-        update_thr: float = 0.3,
-        mask_thr: float = 0.5,
-        nms_pre: int = 500,
-        max_per_img: int = 100,
-        nms_kernel: str = "gaussian",
-        nms_sigma: float = 2.0,
     ) -> None:
         super().__init__()
         n = len(num_grids)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cfnet.config import Config, config_kwargs
 from cfnet.heads.instance import conv_gn_relu
 from cfnet.losses import semantic_loss
 
@@ -31,7 +32,23 @@ SEMANTIC_LEVELS = ("p2", "p3", "p4", "p5")
 
 
 class SemanticHead(nn.Module):
-    """UPSNet-style semantic head with a shared semantic module; ``forward -> (B, classes, H/4, W/4)``."""
+    """UPSNet-style semantic head with a shared semantic module; ``forward -> (B, classes, H/4, W/4)``.
+
+    ``num_convs`` and ``channels`` are the fields of ``cfg.model.semantic`` of the same names;
+    :meth:`from_config` maps them.
+    """
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config, in_channels: int, num_classes: int, module: nn.Module | None = None
+    ) -> SemanticHead:
+        """The head of ``cfg`` on ``in_channels``-channel features, with the semantic module
+        ``cfg.model.semantic.module`` unless ``module`` is given."""
+        if module is None:
+            from cfnet.modules import build_semantic_module
+
+            module = build_semantic_module(cfg.model.semantic.module, in_channels, cfg)
+        return cls(in_channels, num_classes, module, **config_kwargs(cls, cfg.model.semantic))
 
     def __init__(
         self,
@@ -39,8 +56,8 @@ class SemanticHead(nn.Module):
         num_classes: int,
         module: nn.Module,
         *,
-        num_convs: int = 4,
-        channels: int = 128,
+        num_convs: int,
+        channels: int,
     ) -> None:
         super().__init__()
         if num_convs < 0:

@@ -1,20 +1,31 @@
-"""Correlation modules (SCM, ICM) and their ablation peers, with config-facing factories.
+"""Correlation modules (SCM, ICM) and their ablation peers, with config-facing registries.
 
-Table 5 (semantic branch): ``build_semantic_module(kind)`` with kind ``none | attention | scm``.
-Table 6 (instance branch): ``build_position_module(kind)`` with kind ``none | coords | sine | icm``,
-plus ``icm-coords``, our extension (not the paper's): the ICM whose θ predictor also sees two
-CoordConv channels (see :mod:`cfnet.modules.icm`).
-Every module the factories return has an ``out_channels`` attribute. The correlation modules take
-``function``, the registered name of their correlation function G (default ``dft``, Eq. 5).
+Two registries map a config value to a builder ``builder(cfg, channels) -> nn.Module``:
+
+- :data:`SEMANTIC_MODULES` — ``model.semantic.module`` (Table 5): ``none | attention | scm``;
+- :data:`POSITION_MODULES` — ``model.instance.position`` (Table 6): ``none | coords | sine | icm``,
+  plus ``icm-coords``, our extension (not the paper's): the ICM whose θ predictor also sees two
+  CoordConv channels (see :mod:`cfnet.modules.icm`).
+
+A new module registers with :func:`register_semantic_module` / :func:`register_position_module`
+and becomes a valid config value at once (the config's choices are the registries' keys).
+Every module a builder returns has an ``out_channels`` attribute; a position module may return
+more channels than it gets (CoordConv: C + 2), a semantic module must return as many.
+
+:func:`build_semantic_module` / :func:`build_position_module` are the keyword form for use
+without a config: the keywords override the defaults of :class:`cfnet.config.Config`, the one
+place defaults are written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from torch import nn
 
-from cfnet.correlation import CorrelationFunction
+from cfnet.config import Config
 from cfnet.modules.baselines import AddCoords, NonLocalBlock, SinePositionEmbedding
 from cfnet.modules.icm import InstanceCorrelationModule
 from cfnet.modules.scm import SemanticCorrelationModule
@@ -27,13 +38,50 @@ __all__ = [
     "AddCoords",
     "SinePositionEmbedding",
     "ThetaPredictor",
+    "SEMANTIC_MODULES",
+    "POSITION_MODULES",
+    "register_semantic_module",
+    "register_position_module",
     "build_semantic_module",
     "build_position_module",
-    "SEMANTIC_KINDS",
-    "POSITION_KINDS",
 ]
 
-SEMANTIC_KINDS = ("none", "attention", "scm")
+ModuleBuilder = Callable[[Config, int], nn.Module]
+_B = TypeVar("_B", bound=ModuleBuilder)
+
+SEMANTIC_MODULES: dict[str, ModuleBuilder] = {}
+"""``model.semantic.module`` values → ``builder(cfg, channels)`` (:func:`register_semantic_module`)."""
+POSITION_MODULES: dict[str, ModuleBuilder] = {}
+"""``model.instance.position`` values → ``builder(cfg, channels)`` (:func:`register_position_module`)."""
+
+
+def _register(registry: dict[str, ModuleBuilder], what: str, name: str) -> Callable[[_B], _B]:
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ValueError(f"a {what} name must be a non-empty string without spaces around it, got {name!r}")
+
+    def decorate(builder: _B) -> _B:
+        if not callable(builder):
+            raise TypeError(f"a {what} builder must be callable as builder(cfg, channels), got {builder!r}")
+        if name in registry and registry[name] is not builder:
+            raise ValueError(f"{what} {name!r} is already registered ({registry[name]!r})")
+        registry[name] = builder
+        return builder
+
+    return decorate
+
+
+def register_semantic_module(name: str) -> Callable[[_B], _B]:
+    """Decorator: register ``builder(cfg, channels) -> nn.Module`` as ``model.semantic.module=name``.
+
+    A class with a ``from_config(cfg, channels)`` classmethod can be registered by passing that
+    method: ``register_semantic_module("mine")(MyModule.from_config)``.
+    """
+    return _register(SEMANTIC_MODULES, "semantic module", name)
+
+
+def register_position_module(name: str) -> Callable[[_B], _B]:
+    """Decorator: register ``builder(cfg, channels) -> nn.Module`` as ``model.instance.position=name``."""
+    return _register(POSITION_MODULES, "position module", name)
 
 
 def _identity(channels: int) -> nn.Module:
@@ -42,91 +90,70 @@ def _identity(channels: int) -> nn.Module:
     return module
 
 
-def build_semantic_module(
-    kind: str,
-    channels: int,
-    *,
-    num_levels: int = 5,
-    mode: str = "axial",
-    hidden_channels: int = 64,
-    max_global_positions: int = 16384,
-    function: str | CorrelationFunction = "dft",
-) -> nn.Module:
-    """The semantic-branch module of Table 5: ``none`` (identity), ``attention`` (non-local), ``scm``.
+# ---------------------------------------------------------------------------------- the shipped ones
+# Registration order is the order of the config's choices and of error messages.
+register_semantic_module("none")(lambda cfg, channels: _identity(channels))
+register_semantic_module("attention")(
+    lambda cfg, channels: NonLocalBlock(channels, max_positions=cfg.model.semantic.max_global_positions)
+)
+register_semantic_module("scm")(SemanticCorrelationModule.from_config)
 
-    ``function`` names the SCM's correlation function G (Eq. 5 for ``dft``).
-    """
-    if kind == "none":
-        return _identity(channels)
-    if kind == "attention":
-        return NonLocalBlock(channels, max_positions=max_global_positions)
-    if kind == "scm":
-        return SemanticCorrelationModule(
-            channels,
-            num_levels=num_levels,
-            mode=mode,
-            hidden_channels=hidden_channels,
-            max_global_positions=max_global_positions,
-            function=function,
-        )
-    raise ValueError(f"unknown semantic module kind {kind!r}; valid kinds: {', '.join(SEMANTIC_KINDS)}")
+register_position_module("none")(lambda cfg, channels: _identity(channels))
+register_position_module("coords")(lambda cfg, channels: AddCoords(channels))
+register_position_module("sine")(lambda cfg, channels: SinePositionEmbedding(channels))
+register_position_module("icm")(InstanceCorrelationModule.from_config)
+# our extension, not the paper's (cfnet.modules.icm)
+register_position_module("icm-coords")(
+    lambda cfg, channels: InstanceCorrelationModule.from_config(cfg, channels, theta_coords=True)
+)
 
 
-def _icm(theta_coords: bool) -> Callable[..., nn.Module]:
-    def build(
-        channels: int,
-        *,
-        num_levels: int,
-        num_refs: int | Sequence[int],
-        hidden_channels: int,
-        function: str | CorrelationFunction,
-    ) -> nn.Module:
-        return InstanceCorrelationModule(
-            channels,
-            num_levels=num_levels,
-            num_refs=num_refs,
-            hidden_channels=hidden_channels,
-            function=function,
-            theta_coords=theta_coords,
-        )
-
-    return build
-
-
-# The one list of position kinds: the factory, its error message and the config's choices for
-# model.instance.position all read it. Every builder takes the channels and the correlation
-# keywords; the baselines ignore the latter.
-_POSITION_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "none": lambda channels, **_: _identity(channels),
-    "coords": lambda channels, **_: AddCoords(channels),
-    "sine": lambda channels, **_: SinePositionEmbedding(channels),
-    "icm": _icm(theta_coords=False),
-    "icm-coords": _icm(theta_coords=True),  # our extension, not the paper's (cfnet.modules.icm)
+# ---------------------------------------------------------------------------------- factories
+# Keyword form: each keyword is a config key (its section and name in the config).
+_OPTION_KEYS = {
+    "num_levels": ("correlation", "num_levels"),
+    "num_refs": ("correlation", "num_refs"),
+    "hidden_channels": ("correlation", "hidden_channels"),
+    "function": ("correlation", "function"),  # a registered name or a CorrelationFunction
+    "mode": ("semantic", "scm_mode"),
+    "max_global_positions": ("semantic", "max_global_positions"),
 }
-POSITION_KINDS = tuple(_POSITION_BUILDERS)
 
 
-def build_position_module(
-    kind: str,
-    channels: int,
-    *,
-    num_levels: int = 5,
-    num_refs: int | Sequence[int] = 16,
-    hidden_channels: int = 64,
-    function: str | CorrelationFunction = "dft",
-) -> nn.Module:
-    """The instance-branch module of Table 6: ``none``, ``coords`` (CoordConv), ``sine`` (DETR), ``icm``.
+def _config_with(cfg: Config | None, options: dict[str, Any]) -> Config:
+    if not options:
+        return cfg if cfg is not None else Config()
+    cfg = copy.deepcopy(cfg) if cfg is not None else Config()
+    for key, value in options.items():
+        if key not in _OPTION_KEYS:
+            raise TypeError(f"unknown module option {key!r}; valid options: {', '.join(_OPTION_KEYS)}")
+        section, name = _OPTION_KEYS[key]
+        setattr(getattr(cfg.model, section), name, value)
+    return cfg
+
+
+def _build(registry: dict[str, ModuleBuilder], what: str, kind: str, channels: int, cfg, options):
+    builder = registry.get(kind) if isinstance(kind, str) else None
+    if builder is None:
+        raise ValueError(f"unknown {what} kind {kind!r}; valid kinds: {', '.join(registry)}")
+    return builder(_config_with(cfg, options), channels)
+
+
+def build_semantic_module(kind: str, channels: int, cfg: Config | None = None, **options: Any) -> nn.Module:
+    """The semantic-branch module registered as ``kind`` (Table 5: ``none``, ``attention``, ``scm``).
+
+    Its settings come from ``cfg`` (default: :class:`~cfnet.config.Config`'s defaults), overridden
+    by ``options``: ``num_levels``, ``mode``, ``hidden_channels``, ``max_global_positions``,
+    ``function`` (the SCM's correlation function G, Eq. 5 for ``dft``).
+    """
+    return _build(SEMANTIC_MODULES, "semantic module", kind, channels, cfg, options)
+
+
+def build_position_module(kind: str, channels: int, cfg: Config | None = None, **options: Any) -> nn.Module:
+    """The instance-branch module registered as ``kind`` (Table 6: ``none``, ``coords``, ``sine``, ``icm``).
 
     Also ``icm-coords``: our extension, the ICM with CoordConv channels on its θ predictor's input
-    only. ``function`` names the ICM's correlation function G (Eq. 5 for ``dft``).
+    only. Settings as in :func:`build_semantic_module` (``num_levels``, ``num_refs``,
+    ``hidden_channels``, ``function``).
     """
-    build = _POSITION_BUILDERS.get(kind) if isinstance(kind, str) else None
-    if build is None:
-        raise ValueError(f"unknown position module kind {kind!r}; valid kinds: {', '.join(POSITION_KINDS)}")
-    return build(
-        channels,
-        num_levels=num_levels,
-        num_refs=num_refs,
-        hidden_channels=hidden_channels,
-        function=function,
-    )
+    return _build(POSITION_MODULES, "position module", kind, channels, cfg, options)

@@ -23,8 +23,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from cfnet._checks import check_int
+from cfnet.config import SemanticConfig
 from cfnet.modules.scm import check_global_size
-from cfnet.modules.theta import _check_positive_int
 
 __all__ = ["NonLocalBlock", "AddCoords", "SinePositionEmbedding", "sine_position_embedding"]
 
@@ -32,14 +33,19 @@ __all__ = ["NonLocalBlock", "AddCoords", "SinePositionEmbedding", "sine_position
 class NonLocalBlock(nn.Module):
     """Embedded-Gaussian non-local block (Wang et al. 2018) with residual; ``out_channels = channels``."""
 
-    def __init__(self, channels: int, inter_channels: int | None = None, max_positions: int = 16384) -> None:
+    def __init__(
+        self,
+        channels: int,
+        inter_channels: int | None = None,
+        max_positions: int = SemanticConfig.max_global_positions,
+    ) -> None:
         super().__init__()
-        self.channels = _check_positive_int(channels, "channels")
+        self.channels = check_int(channels, "channels")
         self.out_channels = channels
         if inter_channels is None:
             inter_channels = max(channels // 2, 1)
-        self.inter_channels = _check_positive_int(inter_channels, "inter_channels")
-        self.max_positions = _check_positive_int(max_positions, "max_positions")
+        self.inter_channels = check_int(inter_channels, "inter_channels")
+        self.max_positions = check_int(max_positions, "max_positions")
         self.theta = nn.Conv2d(channels, inter_channels, kernel_size=1)
         self.phi = nn.Conv2d(channels, inter_channels, kernel_size=1)
         self.g = nn.Conv2d(channels, inter_channels, kernel_size=1)
@@ -72,7 +78,7 @@ class AddCoords(nn.Module):
 
     def __init__(self, channels: int | None = None) -> None:
         super().__init__()
-        self.channels = None if channels is None else _check_positive_int(channels, "channels")
+        self.channels = None if channels is None else check_int(channels, "channels")
         self.out_channels = None if channels is None else channels + 2
 
     def forward(self, x: Tensor) -> Tensor:

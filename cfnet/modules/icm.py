@@ -39,14 +39,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cfnet.correlation import CorrelationFunction, correlation_2d
+from cfnet._checks import check_int, check_point
+from cfnet.config import Config
+from cfnet.correlation import CorrelationFunction, _correlation_2d
 from cfnet.modules.baselines import AddCoords
-from cfnet.modules.theta import (
-    ThetaPredictor,
-    _check_positive_int,
-    check_point,
-    correlation_map_from_theta,
-)
+from cfnet.modules.theta import ThetaPredictor, correlation_map_from_theta
 
 __all__ = ["InstanceCorrelationModule"]
 
@@ -72,26 +69,29 @@ class InstanceCorrelationModule(nn.Module):
 
     Args:
         channels: C of the input ``(B, C, H, W)``; ``out_channels`` is the same.
-        num_levels: N, levels of the correlation function (Eq. 5; default 5, or the
+        num_levels: N, levels of the correlation function (Eq. 5; default the config's, or the
             ``function`` instance's).
-        num_refs: S (an S×S grid of reference points) or a pair ``(S_y, S_x)``.
-        hidden_channels: width of the θ predictor's 3×3 conv.
+        num_refs: S (an S×S grid of reference points) or a pair ``(S_y, S_x)``; required.
+        hidden_channels: width of the θ predictor's 3×3 conv; required.
         function: the correlation function G, a registered name or an instance (default ``dft``).
         theta_coords: our extension (``icm-coords``, see the module docstring): feed the θ
             predictor the features plus two CoordConv channels.
+
+    :meth:`from_config` takes them from a :class:`~cfnet.config.Config`.
     """
 
     def __init__(
         self,
         channels: int,
         num_levels: int | None = None,
-        num_refs: int | Sequence[int] = 16,
-        hidden_channels: int = 64,
+        *,
+        num_refs: int | Sequence[int],
+        hidden_channels: int,
         function: str | CorrelationFunction | None = None,
         theta_coords: bool = False,
     ) -> None:
         super().__init__()
-        self.channels = _check_positive_int(channels, "channels")
+        self.channels = check_int(channels, "channels")
         self.out_channels = channels
         if not isinstance(theta_coords, bool):
             raise ValueError(f"theta_coords must be True or False, got {theta_coords!r}")
@@ -102,7 +102,9 @@ class InstanceCorrelationModule(nn.Module):
         # θ predictor's 3×3 conv weight (C+2 input channels).
         self.theta_input = AddCoords(channels) if theta_coords else None
         theta_channels = channels + 2 if theta_coords else channels
-        self.theta = ThetaPredictor(theta_channels, num_levels, hidden_channels, function)
+        self.theta = ThetaPredictor(
+            theta_channels, num_levels, hidden_channels=hidden_channels, function=function
+        )
         self.function = self.theta.function
         self.num_levels = self.function.num_levels
         self.feature_proj = nn.Conv2d(channels, channels, kernel_size=1)  # W_f of Eq. 11
@@ -110,6 +112,21 @@ class InstanceCorrelationModule(nn.Module):
         with torch.no_grad():
             self.feature_proj.weight.copy_(torch.eye(channels)[:, :, None, None])
             self.feature_proj.bias.zero_()
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config, channels: int, *, theta_coords: bool = False
+    ) -> InstanceCorrelationModule:
+        """The ICM of ``cfg.model.correlation`` on ``channels`` channels."""
+        cor = cfg.model.correlation
+        return cls(
+            channels,
+            cor.num_levels,
+            num_refs=cor.num_refs,
+            hidden_channels=cor.hidden_channels,
+            function=cor.function,
+            theta_coords=theta_coords,
+        )
 
     def extra_repr(self) -> str:
         text = (
@@ -138,8 +155,8 @@ class InstanceCorrelationModule(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Cell-centre reference coordinates ``(ys (S_y,), xs (S_x,))``: p_k = (k + 0.5)·L/S − 0.5."""
-        _check_positive_int(height, "height")
-        _check_positive_int(width, "width")
+        check_int(height, "height")
+        check_int(width, "width")
         s_y, s_x = self.num_refs
         dtype = dtype or torch.get_default_dtype()
         ky = torch.arange(s_y, device=device, dtype=dtype)
@@ -158,7 +175,7 @@ class InstanceCorrelationModule(nn.Module):
         batch, height, width, _ = theta_hor.shape
         ys, xs = self.reference_points(height, width, device=theta_hor.device, dtype=theta_hor.dtype)
         # (B, H, W, S_y, S_x)
-        cor = correlation_2d(theta_hor, theta_ver, xs, ys, width, height, self.function)
+        cor = _correlation_2d(theta_hor, theta_ver, xs, ys, width, height, self.function)
         return cor.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -166,6 +183,6 @@ class InstanceCorrelationModule(nn.Module):
 
     def correlation_map(self, x: Tensor, point: Sequence[int]) -> Tensor:
         """cor_2d(u, v) (Eq. 6) between ``u = point = (row, col)`` and every v: ``(B, H, W)``."""
-        check_point(point, x.shape[-2], x.shape[-1])
+        check_point(point, x.shape[-2], x.shape[-1])  # before spending anything on θ
         theta_hor, theta_ver = self.params(x)
         return correlation_map_from_theta(theta_hor, theta_ver, point, self.function)

@@ -33,13 +33,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cfnet.correlation import CorrelationFunction, correlation_2d, pixel_coords
-from cfnet.modules.theta import (
-    ThetaPredictor,
-    _check_positive_int,
-    check_point,
-    correlation_map_from_theta,
-)
+from cfnet._checks import check_int, check_point
+from cfnet.config import Config, SemanticConfig
+from cfnet.correlation import CorrelationFunction, _correlation_2d, pixel_coords
+from cfnet.modules.theta import ThetaPredictor, correlation_map_from_theta
 
 __all__ = ["SemanticCorrelationModule", "SCM_MODES"]
 
@@ -62,33 +59,50 @@ class SemanticCorrelationModule(nn.Module):
 
     Args:
         channels: C of the input ``(B, C, H, W)``; ``out_channels`` is the same.
-        num_levels: N, levels of the correlation function (Eq. 5; default 5, or the
+        num_levels: N, levels of the correlation function (Eq. 5; default the config's, or the
             ``function`` instance's).
-        mode: ``"axial"`` or ``"global"``.
-        hidden_channels: width of the θ predictor's 3×3 conv (see :mod:`cfnet.modules.theta`).
-        max_global_positions: largest H·W accepted in global mode.
+        mode: ``"axial"`` or ``"global"`` (default the config's ``model.semantic.scm_mode``).
+        hidden_channels: width of the θ predictor's 3×3 conv (see :mod:`cfnet.modules.theta`);
+            required.
+        max_global_positions: largest H·W accepted in global mode (default the config's).
         function: the correlation function G, a registered name or an instance (default ``dft``).
+
+    :meth:`from_config` takes all of them from a :class:`~cfnet.config.Config`.
     """
 
     def __init__(
         self,
         channels: int,
         num_levels: int | None = None,
-        mode: str = "axial",
-        hidden_channels: int = 64,
-        max_global_positions: int = 16384,
+        mode: str = SemanticConfig.scm_mode,
+        *,
+        hidden_channels: int,
+        max_global_positions: int = SemanticConfig.max_global_positions,
         function: str | CorrelationFunction | None = None,
     ) -> None:
         super().__init__()
         if mode not in SCM_MODES:
             raise ValueError(f"mode must be one of {', '.join(SCM_MODES)}; got {mode!r}")
-        self.channels = _check_positive_int(channels, "channels")
+        self.channels = check_int(channels, "channels")
         self.out_channels = channels
         self.mode = mode
-        self.max_global_positions = _check_positive_int(max_global_positions, "max_global_positions")
-        self.theta = ThetaPredictor(channels, num_levels, hidden_channels, function)
+        self.max_global_positions = check_int(max_global_positions, "max_global_positions")
+        self.theta = ThetaPredictor(channels, num_levels, hidden_channels=hidden_channels, function=function)
         self.function = self.theta.function
         self.num_levels = self.function.num_levels
+
+    @classmethod
+    def from_config(cls, cfg: Config, channels: int) -> SemanticCorrelationModule:
+        """The SCM of ``cfg.model.semantic`` / ``cfg.model.correlation`` on ``channels`` channels."""
+        cor, sem = cfg.model.correlation, cfg.model.semantic
+        return cls(
+            channels,
+            cor.num_levels,
+            sem.scm_mode,
+            hidden_channels=cor.hidden_channels,
+            max_global_positions=sem.max_global_positions,
+            function=cor.function,
+        )
 
     def extra_repr(self) -> str:
         return (
@@ -113,7 +127,7 @@ class SemanticCorrelationModule(nn.Module):
         theta_hor, theta_ver = self.params(x)
         if self.mode == "axial":
             return x + _axial_aggregate(x, theta_hor, theta_ver, self.function)
-        return x + _global_aggregate(x, theta_hor, theta_ver, self.max_global_positions, self.function)
+        return x + _global_aggregate(x, theta_hor, theta_ver, self.function)
 
     def axial_weights(self, x: Tensor, point: Sequence[int]) -> tuple[Tensor, Tensor]:
         """Softmax weights of Eq. 9 for the pixel ``point = (row, col)``.
@@ -126,13 +140,13 @@ class SemanticCorrelationModule(nn.Module):
         theta_hor, theta_ver = self.params(x)
         xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
         ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
-        row_w = torch.softmax(self.function(theta_hor[:, row, col], xs, width), dim=-1)
-        col_w = torch.softmax(self.function(theta_ver[:, row, col], ys, height), dim=-1)
+        row_w = torch.softmax(self.function.evaluate(theta_hor[:, row, col], xs, width), dim=-1)
+        col_w = torch.softmax(self.function.evaluate(theta_ver[:, row, col], ys, height), dim=-1)
         return row_w, col_w
 
     def correlation_map(self, x: Tensor, point: Sequence[int]) -> Tensor:
         """cor_2d(u, v) (Eq. 6) between ``u = point = (row, col)`` and every v: ``(B, H, W)``."""
-        check_point(point, x.shape[-2], x.shape[-1])
+        check_point(point, x.shape[-2], x.shape[-1])  # before spending anything on θ
         theta_hor, theta_ver = self.params(x)
         return correlation_map_from_theta(theta_hor, theta_ver, point, self.function)
 
@@ -145,9 +159,9 @@ def _axial_aggregate(
     xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
     ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
     # Row term: weights[b, h, u_x, v_x] = softmax_{v_x} G(θ^hor_{(h, u_x)}, v_x).
-    row_w = torch.softmax(function(theta_hor, xs, width), dim=-1)  # (B, H, W, W)
+    row_w = torch.softmax(function.evaluate(theta_hor, xs, width), dim=-1)  # (B, H, W, W)
     # Column term: weights[b, u_y, w, v_y] = softmax_{v_y} G(θ^ver_{(u_y, w)}, v_y).
-    col_w = torch.softmax(function(theta_ver, ys, height), dim=-1)  # (B, H, W, H)
+    col_w = torch.softmax(function.evaluate(theta_ver, ys, height), dim=-1)  # (B, H, W, H)
     # (B, H, W, W) @ (B, H, W, C): batched over (B, H), contracts the row positions v_x.
     row_f = torch.matmul(row_w, x.permute(0, 2, 3, 1))  # (B, H, W, C)
     # (B, W, H, H) @ (B, W, H, C): batched over (B, W), contracts the column positions v_y.
@@ -156,14 +170,13 @@ def _axial_aggregate(
 
 
 def _global_aggregate(
-    x: Tensor, theta_hor: Tensor, theta_ver: Tensor, limit: int, function: CorrelationFunction
+    x: Tensor, theta_hor: Tensor, theta_ver: Tensor, function: CorrelationFunction
 ) -> Tensor:
-    """f^S of Eq. 8: softmax over all HW positions of cor_2d(u, v), O((HW)²)."""
+    """f^S of Eq. 8: softmax over all HW positions of cor_2d(u, v), O((HW)²) (size checked by forward)."""
     batch, channels, height, width = x.shape
-    check_global_size(height, width, limit, "max_global_positions", "global SCM aggregation")
     xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
     ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
-    cor = correlation_2d(theta_hor, theta_ver, xs, ys, width, height, function)  # (B, H, W, H, W)
+    cor = _correlation_2d(theta_hor, theta_ver, xs, ys, width, height, function)  # (B, H, W, H, W)
     weights = torch.softmax(cor.reshape(batch, height * width, height * width), dim=-1)
     feats = x.reshape(batch, channels, height * width).transpose(1, 2)  # (B, HW, C)
     out = torch.bmm(weights, feats)  # (B, HW, C)

@@ -27,15 +27,16 @@ Other families give the same guarantees in their own ``init_bias`` (see
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from cfnet._checks import check_int, check_point
 from cfnet.correlation import (
     CorrelationFunction,
-    correlation_2d,
+    _correlation_2d,
+    num_levels_from_theta,
     pixel_coords,
     resolve_correlation_function,
 )
@@ -45,40 +46,36 @@ __all__ = ["ThetaPredictor", "check_point", "correlation_map_from_theta"]
 _INIT_WEIGHT_STD = 0.01
 
 
-def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 class ThetaPredictor(nn.Module):
     """3×3 conv (C→hidden) + ReLU, then two 1×1 convs (hidden→P) for θ^hor and θ^ver.
 
     ``forward(x)`` with ``x`` of shape ``(B, C, H, W)`` returns ``(theta_hor, theta_ver)``,
     each ``(B, H, W, P)`` (channels last, the layout :mod:`cfnet.correlation` expects), with
     P = ``function.num_params`` (2N+1 for the shipped families).
-    ``hidden_channels≈100`` meets the paper's +0.60 M budget for SCM + ICM at C = 256 (see
-    the module docstring for the arithmetic); the default is 64.
+    ``hidden_channels`` (required; the config's ``model.correlation.hidden_channels``)
+    ≈100 meets the paper's +0.60 M budget for SCM + ICM at C = 256 (see the module docstring
+    for the arithmetic).
 
     ``function`` is a registered name or a :class:`~cfnet.correlation.CorrelationFunction`
-    (default ``dft``); ``num_levels`` (N, default 5) sizes a named one and must agree with an
-    instance.
+    (default ``dft``); ``num_levels`` (N, default the config's) sizes a named one and must agree
+    with an instance.
     """
 
     def __init__(
         self,
         channels: int,
         num_levels: int | None = None,
-        hidden_channels: int = 64,
+        *,
+        hidden_channels: int,
         function: str | CorrelationFunction | None = None,
     ) -> None:
         super().__init__()
-        self.channels = _check_positive_int(channels, "channels")
+        self.channels = check_int(channels, "channels")
         if num_levels is not None:
-            _check_positive_int(num_levels, "num_levels")
+            check_int(num_levels, "num_levels")
         self.function = resolve_correlation_function(function, num_levels)
-        self.num_levels = _check_positive_int(self.function.num_levels, "num_levels")
-        self.hidden_channels = _check_positive_int(hidden_channels, "hidden_channels")
+        self.num_levels = check_int(self.function.num_levels, "num_levels")
+        self.hidden_channels = check_int(hidden_channels, "hidden_channels")
         n_theta = self.function.num_params
         self.conv = nn.Conv2d(channels, hidden_channels, kernel_size=3, padding=1)
         self.hor = nn.Conv2d(hidden_channels, n_theta, kernel_size=1)
@@ -103,32 +100,6 @@ class ThetaPredictor(nn.Module):
         return self.hor(h).permute(0, 2, 3, 1), self.ver(h).permute(0, 2, 3, 1)
 
 
-def check_point(point: Sequence[int], height: int, width: int) -> tuple[int, int]:
-    """Validate a pixel ``point = (row, col)`` inside an ``height × width`` map."""
-    try:
-        row, col = point
-    except (TypeError, ValueError):
-        raise ValueError(f"point must be a pair (row, col), got {point!r}") from None
-    checked = []
-    for name, v in (("row", row), ("col", col)):
-        if isinstance(v, Tensor) and v.numel() == 1 and not v.is_floating_point():
-            v = v.item()
-        try:  # ints, numpy integers, 0-d integer tensors; not floats or bools
-            if isinstance(v, bool):
-                raise TypeError
-            checked.append(operator.index(v))
-        except TypeError:
-            raise ValueError(f"point {name} must be an int, got {v!r}") from None
-    row, col = checked
-    for name, v, size in (("row", row, height), ("col", col, width)):
-        if not 0 <= v < size:
-            raise ValueError(
-                f"point {(row, col)} lies outside the {height}x{width} feature map "
-                f"({name} {v} not in [0, {size}))"
-            )
-    return row, col
-
-
 def correlation_map_from_theta(
     theta_hor: Tensor,
     theta_ver: Tensor,
@@ -137,12 +108,13 @@ def correlation_map_from_theta(
 ) -> Tensor:
     """cor_2d(u, v) (Eq. 6) between ``u = point`` and every v: θ's ``(B, H, W, P)`` -> ``(B, H, W)``.
 
-    ``function`` is G (default ``dft`` with N read from θ).
+    ``function`` is G (default ``dft`` with N read from θ). The callers (the modules'
+    ``correlation_map``) have checked ``point``; θ comes from their predictor.
     """
     _, height, width, _ = theta_hor.shape
     row, col = check_point(point, height, width)
+    if function is None:
+        function = resolve_correlation_function(None, num_levels_from_theta(theta_hor))
     xs = pixel_coords(width, device=theta_hor.device, dtype=theta_hor.dtype)
     ys = pixel_coords(height, device=theta_hor.device, dtype=theta_hor.dtype)
-    return correlation_2d(
-        theta_hor[:, row, col], theta_ver[:, row, col], xs, ys, width, height, function=function
-    )
+    return _correlation_2d(theta_hor[:, row, col], theta_ver[:, row, col], xs, ys, width, height, function)
