@@ -123,3 +123,81 @@ def test_bad_backbone_settings_name_the_field():
         ResNetFPN(18, norm="syncbn")
     with pytest.raises(ValueError, match="model.backbone.frozen_stages"):
         ResNetFPN(18, frozen_stages=7)
+
+
+def test_backbones_are_a_registry_the_config_reads():
+    from cfnet.backbone import BACKBONES
+    from cfnet.config import ConfigError, choices, validate
+
+    assert list(BACKBONES)[:2] == ["resnet", "regnet_y_400mf"]
+    assert choices("model.backbone.name") == tuple(BACKBONES)
+    assert get_config("shapes-tiny").model.backbone.name == "resnet"
+    with pytest.raises(ConfigError, match="model.backbone.name.*resnet, regnet_y_400mf"):
+        validate(get_config("shapes-tiny", ["model.backbone.name=vgg"]))
+
+
+def test_second_family_trains_and_evaluates_on_a_tiny_input():
+    """regnet_y_400mf through create_feature_extractor + FPN: P2..P6, forward+backward, both modes."""
+    torch.manual_seed(0)
+    cfg = get_config("shapes-tiny", ["model.backbone.name=regnet_y_400mf", "model.backbone.fpn_channels=16"])
+    net = build_backbone(cfg)
+    assert net.out_channels == 16
+    x = torch.randn(2, 3, 64, 64)
+    out = net.train()(x)
+    assert list(out) == ["p2", "p3", "p4", "p5", "p6"]
+    assert [tuple(v.shape) for v in out.values()] == [(2, 16, 64 // s, 64 // s) for s in (4, 8, 16, 32, 64)]
+    sum(v.square().mean() for v in out.values()).backward()
+    assert net.fpn.inner_blocks[0][0].weight.grad is not None
+    trunk = dict(net.body.named_parameters())
+    frozen = cfg.model.backbone.frozen_stages  # shapes-tiny: 0 (bn, from scratch)
+    assert all(p.requires_grad for p in trunk.values()) == (frozen == 0)
+    with torch.no_grad():
+        ev = net.eval()(x)
+    assert all(torch.isfinite(v).all() for v in ev.values())
+    # frozen stages: stem + block1 do not train and keep their norm statistics
+    net2 = build_backbone(
+        get_config("shapes-tiny", ["model.backbone.name=regnet_y_400mf", "model.backbone.frozen_stages=1"])
+    )
+    grads = {
+        n.split(".")[0] + "." + n.split(".")[1]: p.requires_grad for n, p in net2.body.named_parameters()
+    }
+    assert grads["stem.0"] is False and grads["trunk_output.block1"] is False
+    assert grads["trunk_output.block2"] is True
+    assert not net2.train().body.get_submodule("stem").training
+
+
+def test_model_heads_size_themselves_from_the_backbone():
+    from cfnet.model import build_model
+
+    cfg = get_config("shapes-tiny", ["model.backbone.name=regnet_y_400mf", "model.backbone.fpn_channels=16"])
+    model = build_model(cfg)
+    assert model.backbone.out_channels == 16 and model.instance_head.in_channels == 16
+
+
+def test_second_family_pretrained_only_when_asked(monkeypatch):
+    """regnet_y_400mf's weights go through torchvision's enum (download stubbed), only when named."""
+    torch.manual_seed(2)
+    reference = torchvision.models.regnet_y_400mf().state_dict()
+    calls = []
+
+    def fake_get_state_dict(self, *args, **kwargs):
+        calls.append(self)
+        return reference
+
+    monkeypatch.setattr(
+        torchvision.models.RegNet_Y_400MF_Weights, "get_state_dict", fake_get_state_dict, raising=False
+    )
+    base = ["model.backbone.name=regnet_y_400mf", "model.backbone.fpn_channels=8"]
+    build_backbone(get_config("shapes-tiny", base))
+    assert calls == []
+    net = build_backbone(
+        get_config(
+            "shapes-tiny", base + ["model.backbone.pretrained=IMAGENET1K_V2", "model.backbone.norm=frozen_bn"]
+        )
+    )
+    assert calls == [torchvision.models.RegNet_Y_400MF_Weights.IMAGENET1K_V2]
+    torch.testing.assert_close(net.body.get_submodule("stem.0").weight, reference["stem.0.weight"])
+    with pytest.raises(ValueError, match="model.backbone.pretrained.*regnet_y_400mf"):
+        build_backbone(get_config("shapes-tiny", base + ["model.backbone.pretrained=NOPE"]))
+    with pytest.raises(ValueError, match="model.backbone.dcn"):
+        build_backbone(get_config("shapes-tiny", base + ["model.backbone.dcn=true"]))
