@@ -2,7 +2,9 @@
 their training transforms, and the ``shapes`` generator."""
 
 from cfnet.data.panoptic import (
+    LAYOUTS,
     PanopticDataset,
+    SplitLayout,
     SplitPaths,
     collate,
     find_splits,
@@ -20,6 +22,8 @@ from cfnet.data.transforms import (
 )
 
 __all__ = [
+    "LAYOUTS",
+    "SplitLayout",
     "Compose",
     "PanopticDataset",
     "RandomCrop",

@@ -1,6 +1,7 @@
 """Reading COCO-panoptic-format splits: COCO, ADE20k-panoptic, the synthetic ``shapes`` set.
 
-Accepted layouts (:func:`resolve_split` turns any of them into ``(image_dir, png_dir, json_path)``):
+Accepted layouts (:data:`LAYOUTS`; :func:`resolve_split` turns any of them into
+``(image_dir, png_dir, json_path)``):
 
 * the project's own split folder (what ``cfnet data shapes`` and ``cfnet predict`` write)::
 
@@ -27,8 +28,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,21 +48,110 @@ class SplitPaths(NamedTuple):
     json_path: Path
 
 
-_ADE_SPLITS = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
+@dataclass(frozen=True)
+class SplitLayout:
+    """Where one dataset family keeps a split, as path patterns relative to the dataset root.
+
+    ``json`` is the panoptic JSON with a ``{split}`` placeholder in its last or in a folder
+    component (``"annotations/panoptic_{split}.json"``); ``images`` the image folder
+    (``"{split}"``), where ``{split}`` is first renamed through ``image_split_names``.
+    ``split_aliases`` are other names one may ask for a split by (``val`` → ``validation``);
+    ``train_splits`` / ``val_splits`` the split names ``cfnet train --data ROOT`` picks.
+    ``needs_png_folder`` counts a JSON as a split only where its PNG folder (the JSON's path
+    without ``.json``) exists. The PNGs are in the JSON's path without ``.json`` or in a
+    ``panoptic/`` folder beside it, for every layout.
+    """
+
+    json: str
+    images: str
+    train_splits: tuple[str, ...] = ()
+    val_splits: tuple[str, ...] = ()
+    image_split_names: Mapping[str, str] = field(default_factory=dict)
+    split_aliases: Mapping[str, str] = field(default_factory=dict)
+    needs_png_folder: bool = False
+
+    def _parts(self) -> list[str]:
+        return self.json.split("/")
+
+    def split_of(self, json_path: Path) -> tuple[str, Path] | None:
+        """``(split, dataset root)`` if ``json_path`` follows this layout, else None."""
+        parts = self._parts()
+        path_parts = json_path.parts[-len(parts) :]
+        if len(path_parts) != len(parts):
+            return None
+        split = None
+        for pattern, actual in zip(parts, path_parts):
+            head, sep, tail = pattern.partition("{split}")
+            if not sep:
+                if actual != pattern:
+                    return None
+                continue
+            fits = actual.startswith(head) and actual.endswith(tail)
+            if not fits or len(actual) <= len(head) + len(tail):
+                return None
+            split = actual[len(head) : len(actual) - len(tail)]
+        return (split, json_path.parents[len(parts) - 1]) if split is not None else None
+
+    def json_for(self, root: Path, split: str) -> Path:
+        return root / self.json.format(split=split)
+
+    def image_dir(self, root: Path, split: str) -> Path:
+        return root / self.images.format(split=self.image_split_names.get(split, split))
+
+    def find(self, root: Path) -> dict[str, Path]:
+        """``{split: json}`` of the splits of this layout under ``root``."""
+        found = {}
+        for j in sorted(root.glob(self.json.format(split="*"))):
+            match = self.split_of(j)
+            if match and j.is_file() and (not self.needs_png_folder or j.with_suffix("").is_dir()):
+                found[match[0]] = j
+        return found
+
+
+LAYOUTS: dict[str, SplitLayout] = {
+    # the project's own split folder (what `cfnet data shapes` and `cfnet predict` write; custom data)
+    "split-folder": SplitLayout("{split}/panoptic.json", "{split}/images", ("train",), ("val",)),
+    # COCO: annotations/panoptic_val2017.json + annotations/panoptic_val2017/ + val2017/
+    "coco": SplitLayout(
+        "annotations/panoptic_{split}.json", "{split}", ("train2017",), ("val2017",), needs_png_folder=True
+    ),
+    # ADE20k-panoptic in COCO format (detectron2's prepare_ade20k_panoptic): ade20k_panoptic_val.json
+    # + ade20k_panoptic_val/ + images/validation/
+    "ade20k": SplitLayout(
+        "ade20k_panoptic_{split}.json",
+        "images/{split}",
+        ("training",),
+        ("validation",),
+        image_split_names={"val": "validation", "train": "training"},
+        split_aliases={"val": "validation", "train": "training"},
+    ),
+}
+"""Dataset layouts by name, in the order they are tried; add one to read another family's folders."""
+
+
+def split_names(role: str) -> tuple[str, ...]:
+    """The split names ``role`` (``"train"`` or ``"val"``) goes by in :data:`LAYOUTS`, in order."""
+    names = [n for layout in LAYOUTS.values() for n in getattr(layout, f"{role}_splits")]
+    return tuple(dict.fromkeys(names))
+
+
+def _split_aliases(split: str) -> list[str]:
+    names = [split]
+    for layout in LAYOUTS.values():
+        names += [v for k, v in layout.split_aliases.items() if k == split]
+        names += [k for k, v in layout.split_aliases.items() if v == split]
+    return list(dict.fromkeys(names))
 
 
 def _paths_for_json(json_path: Path) -> SplitPaths:
     """Image and PNG folders that belong to a panoptic JSON, by the conventions of each layout."""
-    name = json_path.name
     png_candidates = [json_path.with_suffix(""), json_path.parent / "panoptic"]
     image_candidates = []
-    m = re.fullmatch(r"panoptic_(.+)\.json", name)
-    if m and json_path.parent.name == "annotations":  # COCO: annotations/panoptic_val2017.json
-        image_candidates.append(json_path.parent.parent / m.group(1))
-    m = re.fullmatch(r"ade20k_panoptic_(.+)\.json", name)
-    if m:  # ADE20k: ade20k_panoptic_val.json next to images/validation
-        image_candidates.append(json_path.parent / "images" / _ADE_SPLITS.get(m.group(1), m.group(1)))
-    image_candidates.append(json_path.parent / "images")
+    for layout in LAYOUTS.values():
+        match = layout.split_of(json_path)
+        if match:
+            image_candidates.append(layout.image_dir(match[1], match[0]))
+    image_candidates = list(dict.fromkeys([*image_candidates, json_path.parent / "images"]))
     png_dir = next((p for p in png_candidates if p.is_dir()), None)
     if png_dir is None:
         raise FileNotFoundError(
@@ -76,24 +166,17 @@ def _paths_for_json(json_path: Path) -> SplitPaths:
 
 
 def find_splits(root: str | os.PathLike) -> dict[str, Path]:
-    """{split name: json} of every split found under a dataset root (any of the layouts above)."""
+    """{split name: json} of every split found under a dataset root (any of :data:`LAYOUTS`)."""
     root = Path(root)
     found: dict[str, Path] = {}
-    if root.is_dir():
-        for d in sorted(root.iterdir()):
-            if (d / "panoptic.json").is_file():
-                found[d.name] = d / "panoptic.json"
-    for j in sorted((root / "annotations").glob("panoptic_*.json")):
-        if j.with_suffix("").is_dir():
-            found[j.stem[len("panoptic_") :]] = j
-    for j in sorted(root.glob("ade20k_panoptic_*.json")):
-        found[j.stem[len("ade20k_panoptic_") :]] = j
+    for layout in LAYOUTS.values():
+        found.update(layout.find(root))
     return found
 
 
 def resolve_split(root: str | os.PathLike, split: str | None = None) -> SplitPaths:
     """``(image_dir, png_dir, json_path)`` of a split given its folder, its JSON, or a dataset root
-    plus ``split`` (see the module docstring for the layouts)."""
+    plus ``split`` (see the module docstring and :data:`LAYOUTS` for the layouts)."""
     root = Path(root)
     if root.suffix == ".json" or root.is_file():
         if not root.is_file():
@@ -105,20 +188,20 @@ def resolve_split(root: str | os.PathLike, split: str | None = None) -> SplitPat
         return _paths_for_json(root / "panoptic.json")
     found = find_splits(root)
     if split is not None:
-        for name in (split, _ADE_SPLITS.get(split), {"validation": "val", "training": "train"}.get(split)):
-            if name is not None and name in found:
+        for name in _split_aliases(split):
+            if name in found:
                 return _paths_for_json(found[name])
+        looked = ", ".join(str(layout.json_for(root, split)) for layout in LAYOUTS.values())
         raise FileNotFoundError(
-            f"{root}: no split {split!r} (looked for {root / split / 'panoptic.json'}, "
-            f"{root / 'annotations' / f'panoptic_{split}.json'}, {root / f'ade20k_panoptic_{split}.json'}); "
-            f"splits found: {', '.join(found) or 'none'}"
+            f"{root}: no split {split!r} (looked for {looked}); splits found: {', '.join(found) or 'none'}"
         )
     if len(found) == 1:
         return _paths_for_json(next(iter(found.values())))
     if not found:
+        expected = ", ".join(layout.json.replace("{split}", "<split>") for layout in LAYOUTS.values())
         raise FileNotFoundError(
-            f"{root}: not a panoptic split (expected panoptic.json + images/ + panoptic/, "
-            "annotations/panoptic_<split>.json, or ade20k_panoptic_<split>.json)"
+            f"{root}: not a panoptic split "
+            f"(expected panoptic.json + images/ + panoptic/, or one of {expected})"
         )
     raise ValueError(f"{root}: holds several splits ({', '.join(found)}); choose one with split=...")
 

@@ -184,7 +184,7 @@ def resolve_splits(data_dir: str | Path) -> tuple[Path, Path | None]:
     (``ade20k_panoptic_train.json`` + ``val``), or be a single split; the returned paths are
     anything :class:`cfnet.data.PanopticDataset` reads (a split folder or its JSON).
     """
-    from cfnet.data import find_splits
+    from cfnet.data.panoptic import find_splits, split_names
 
     data_dir = Path(data_dir)
     if not data_dir.exists():
@@ -193,9 +193,10 @@ def resolve_splits(data_dir: str | Path) -> tuple[Path, Path | None]:
         val = data_dir / "val"
         return data_dir / "train", (val if val.is_dir() else None)
     found = find_splits(data_dir) if data_dir.is_dir() else {}
-    train_split = next((found[k] for k in ("train", "train2017", "training") if k in found), None)
+    # the split names of every layout in cfnet.data.panoptic.LAYOUTS: train, train2017, training, ...
+    train_split = next((found[k] for k in split_names("train") if k in found), None)
     if train_split is not None:
-        val_split = next((found[k] for k in ("val", "val2017", "validation") if k in found), None)
+        val_split = next((found[k] for k in split_names("val") if k in found), None)
         return train_split, val_split
     return data_dir, None
 
