@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cfnet._checks import check_int
 from cfnet.correlation import correlation_1d, fourier_basis, num_levels_from_theta, pixel_coords
 
 __all__ = [
@@ -108,9 +109,7 @@ def _as_sequence(values: Tensor | Sequence[float] | object, name: str = "values"
 
 
 def _check_levels(num_levels: object) -> int:
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 0:
-        raise ValueError(f"num_levels must be a non-negative int (N of Eq. 5), got {num_levels!r}")
-    return num_levels
+    return check_int(num_levels, "num_levels", 0, " (N of Eq. 5)")
 
 
 def fit_sequence(values: Tensor | Sequence[float], num_levels: int, *, mirrored: bool = True) -> FourierFit:

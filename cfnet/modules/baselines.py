@@ -93,6 +93,11 @@ class AddCoords(nn.Module):
         return torch.cat([x, coord[None].expand(batch, -1, -1, -1)], dim=1)
 
 
+def _check_even_channels(channels: object) -> None:
+    if check_int(channels, "channels", 2, " and even for the sine embedding") % 2:
+        raise ValueError(f"channels must be an even int >= 2 for the sine embedding, got {channels!r}")
+
+
 def sine_position_embedding(
     channels: int,
     height: int,
@@ -103,8 +108,7 @@ def sine_position_embedding(
     dtype: torch.dtype | None = None,
 ) -> Tensor:
     """DETR's 2-D sine embedding of an unpadded ``height × width`` map: ``(channels, H, W)``."""
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2 or channels % 2:
-        raise ValueError(f"channels must be an even int >= 2 for the sine embedding, got {channels!r}")
+    _check_even_channels(channels)
     dtype = dtype or torch.get_default_dtype()
     num_feats = channels // 2
     # Positions as DETR computes them from an all-valid mask: cumulative counts 1..L.
@@ -134,8 +138,7 @@ class SinePositionEmbedding(nn.Module):
 
     def __init__(self, channels: int, temperature: float = 10000, normalize: bool = True) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2 or channels % 2:
-            raise ValueError(f"channels must be an even int >= 2 for the sine embedding, got {channels!r}")
+        _check_even_channels(channels)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature!r}")
         self.channels = channels
