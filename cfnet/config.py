@@ -17,9 +17,14 @@ Table 7: Fourier levels N, grid S     ``model.correlation.num_levels=3``, ``mode
 correlation function G (Eq. 5)        ``model.correlation.function=dft|dft-periodic|gaussian``
 Table 8: deeper semantic head         ``model.semantic.num_convs=7``
 Eq. 1: λ                              ``model.semantic.loss_weight=0.5``
+another backbone family               ``model.backbone.name=regnet_y_400mf``
 ====================================  ============================================================
 
-Unknown keys and values of the wrong type are errors that name the key.
+Unknown keys and values of the wrong type are errors that name the key. The allowed values of
+the keys that pick a part (``model.backbone.name``, ``model.semantic.module``,
+``model.instance.position``, ``model.correlation.function``) are the names registered in the
+code that builds it (:data:`CHOICES`), so a part registered by user code is a valid value;
+``docs/extending.md`` shows how. This module is the one place defaults are written.
 """
 
 from __future__ import annotations

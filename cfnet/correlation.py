@@ -213,6 +213,14 @@ def correlation_2d(
     length L of the x axis, ``height`` that of the y axis (ω' = π/width along x and π/height
     along y for ``dft``).
     """
+    g_hor, g_ver = _axis_functions(theta_hor, theta_ver, function)
+    width, height = check_length(width, "width"), check_length(height, "height")
+    xs, ys = _as_coords(xs, theta_hor, "xs"), _as_coords(ys, theta_ver, "ys")
+    return _correlation_2d(theta_hor, theta_ver, xs, ys, width, height, g_hor, g_ver)
+
+
+def _axis_functions(theta_hor: Tensor, theta_ver: Tensor, function: CorrelationFunction | None):
+    """G of each axis for :func:`correlation_2d`, with θ checked against it."""
     if function is None:  # dft, N read from each θ
         g_hor = DFTCorrelation(num_levels_from_theta(theta_hor))
         g_ver = DFTCorrelation(num_levels_from_theta(theta_ver))
@@ -229,9 +237,7 @@ def correlation_2d(
             "theta_hor and theta_ver must have broadcastable leading shapes, got "
             f"{tuple(theta_hor.shape)} and {tuple(theta_ver.shape)}"
         ) from None
-    width, height = check_length(width, "width"), check_length(height, "height")
-    xs, ys = _as_coords(xs, theta_hor, "xs"), _as_coords(ys, theta_ver, "ys")
-    return _correlation_2d(theta_hor, theta_ver, xs, ys, width, height, g_hor, g_ver)
+    return g_hor, g_ver
 
 
 def _correlation_2d(theta_hor, theta_ver, xs, ys, width, height, g_hor, g_ver=None) -> Tensor:

@@ -10,7 +10,7 @@ Width. The paper's Table 8 budget is +0.60 M parameters for SCM + ICM together. 
 channels, hidden width h and N levels, one predictor has ``9·C·h + h + 2·(h·(2N+1) + 2N+1)``
 parameters and the ICM adds two 1×1 convs (W_f: C·C + C; S²→C: S²·C + C). At C = 256, N = 5,
 S = 16 that is ``2·(2327·h + 22) + 131 584``: h = 100 gives 0.597 M (h = 101: 0.602 M), so
-``hidden_channels≈100`` matches the paper; the default 64 (0.43 M) is cheaper. A full-width
+``hidden_channels≈100`` matches the paper; the config's default 64 (0.43 M) is cheaper. A full-width
 256→256 3×3 predictor would be 0.59 M on its own, per module.
 
 Initialisation (why). θ depends on the features only through the 1×1 convs, so their weights
