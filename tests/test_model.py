@@ -531,3 +531,26 @@ def test_parameters_are_finite_and_heads_initialised_like_solov2():
     torch.testing.assert_close(head.cate_pred.bias, torch.full_like(head.cate_pred.bias, prior))
     assert head.kernel_pred.weight.std() < 0.02 and torch.all(head.kernel_pred.bias == 0)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_head_settings_come_from_the_config_by_name():
+    """from_config maps config fields to keyword-only arguments by name; none is left out or renamed."""
+    import inspect
+
+    from cfnet.config import InferenceConfig, InstanceConfig, SemanticConfig, config_kwargs
+    from cfnet.heads import SemanticHead
+
+    def keyword_only(cls):
+        params = inspect.signature(cls).parameters.values()
+        return {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+
+    fields = {f for c in (InstanceConfig, InferenceConfig) for f in c.__dataclass_fields__}
+    assert keyword_only(SOLOv2InstanceHead) - fields == {"mask_branch_channels"}  # not a config key
+    assert keyword_only(SemanticHead) <= set(SemanticConfig.__dataclass_fields__)
+    cfg = get_config("shapes-tiny", ["model.instance.sigma=0.3", "model.inference.nms_sigma=3.0"])
+    kwargs = config_kwargs(SOLOv2InstanceHead, cfg.model.instance, cfg.model.inference)
+    assert kwargs["sigma"] == 0.3 and kwargs["nms_sigma"] == 3.0 and "position" not in kwargs
+    model = build_model(cfg)
+    head = model.instance_head
+    assert (head.sigma, head.nms_sigma, head.num_grids) == (0.3, 3.0, [16, 12, 8])
+    assert model.semantic_head.tower[0][0].out_channels == cfg.model.semantic.channels

@@ -600,3 +600,21 @@ def test_icm_coords_correlations_see_position_on_a_constant_input():
             # and it separates the two halves of the map, as needed for touching instances
             left, right = c[:, :, :4].mean((1, 2)), c[:, :, -4:].mean((1, 2))
             assert (left - right).abs().max() > 1e-3
+
+
+def test_keyword_factories_take_their_defaults_from_the_config():
+    from cfnet.config import Config, CorrelationConfig, SemanticConfig
+
+    scm = build_semantic_module("scm", 8)
+    assert scm.theta.hidden_channels == CorrelationConfig.hidden_channels
+    defaults = (SemanticConfig.scm_mode, SemanticConfig.max_global_positions)
+    assert (scm.mode, scm.max_global_positions) == defaults
+    cfg = Config()
+    cfg.model.correlation.num_refs = 3
+    icm = build_position_module("icm", 8, cfg, hidden_channels=5)
+    assert (icm.num_refs, icm.theta.hidden_channels) == ((3, 3), 5)
+    assert cfg.model.correlation.hidden_channels == CorrelationConfig.hidden_channels  # not mutated
+    with pytest.raises(TypeError, match="unknown module option 'hiden_channels'"):
+        build_position_module("icm", 8, hiden_channels=5)
+    with pytest.raises(TypeError, match="hidden_channels"):
+        SemanticCorrelationModule(8, num_levels=3)  # a config-supplied size has no default here
