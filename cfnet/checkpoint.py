@@ -152,14 +152,47 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise
+        cause = _os_error_in_chain(e)
+        if cause is None:
+            raise
+        # torch's zip writer answers a failed write (disk full, quota) with a second error of its
+        # own ("unexpected pos"); the OSError underneath is the one that says what happened.
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        raise OSError(
+            f"cannot write {path}: {reason} (the previous {path.name}, if any, is unchanged)"
+        ) from None
     _fsync_dir(path.parent)
     return path
+
+
+def _os_error_in_chain(e: BaseException) -> OSError | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the ``.NAME.pt.*.tmp`` files that :func:`atomic_save` leaves when a write is killed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(".*.pt.*.tmp"):
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

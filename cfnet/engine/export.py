@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,13 @@ def main(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
-    card = export_run(args.run, args.out, half=not args.float32, data_info=info)
+    from cfnet.checkpoint import CheckpointError
+
+    try:
+        card = export_run(args.run, args.out, half=not args.float32, data_info=info)
+    except (CheckpointError, OSError, ValueError) as e:
+        print(f"cfnet export: {e}", file=sys.stderr)
+        return 2
     m = card["metrics"] or {}
     print(f"wrote {args.out} ({card['file_size_bytes'] / 1e6:.1f} MB) and its card")
     if m:

@@ -70,6 +70,7 @@ from cfnet.checkpoint import (
     CheckpointError,
     check_state_dict,
     read_checkpoint,
+    remove_stale_temp_files,
     save_checkpoint,
     set_rng_state,
 )
@@ -342,6 +343,7 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
     if resume:
         if last_path.is_file():
             ckpt = read_checkpoint(last_path)
+            _check_training_state(ckpt, last_path)
             _check_resume_config(cfg, ckpt, last_path, main_proc)
         elif main_proc:
             print(f"--resume: {last_path} does not exist yet; starting from iteration 0", file=sys.stderr)
@@ -350,6 +352,8 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
             f"{out_dir} already holds a run ({last_path}); pass --resume to continue it, or choose "
             "another --out"
         )
+    if main_proc:
+        remove_stale_temp_files(out_dir)  # left by a write that was killed (atomic_save's temp names)
 
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
     torch.manual_seed(cfg.seed)
@@ -416,8 +420,23 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
         "out_dir": str(out_dir),
     }
     if start_iter >= s.max_iters:
+        # A crash after the last last.pt may have cost model_final.pt and the final evaluation.
+        write_final = _final_missing(final_path, start_iter)
+        stale_eval = write_final or _older(out_dir / "eval.json", final_path)
+        run_eval = evaluate_val and val_dir is not None and stale_eval
         if main_proc:
-            print(f"{last_path} is at iteration {start_iter} >= solver.max_iters {s.max_iters}: done already")
+            where = f"{last_path} is at iteration {start_iter} >= solver.max_iters {s.max_iters}"
+            if write_final or run_eval:
+                todo = [final_path.name] if write_final else []
+                todo += ["the final evaluation"] if run_eval else []
+                print(f"{where}: training is done; writing what the run is missing: {' and '.join(todo)}")
+            else:
+                print(f"{where}: done already")
+        if write_final or run_eval:
+            _finish(model, cfg, out_dir, final_path, start_iter, val_dir if run_eval else None, device,
+                    progress, main_proc, write_final, result)
+        if world > 1:
+            dist.barrier()
         return result
 
     bar = None
@@ -526,19 +545,55 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
         del data_iter
 
     result["last_checkpoint"] = str(last_path)
-    if main_proc:
-        save_checkpoint(final_path, model=model, cfg=cfg, iteration=result["iteration"])
-        result["final_checkpoint"] = str(final_path)
-        if evaluate_val and val_dir is not None:
-            from cfnet.engine.evaluate import evaluate
-
-            model.eval()
-            metrics = evaluate(model, val_dir, out_dir / "eval", device=str(device), progress=progress)
-            (out_dir / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            result["eval"] = metrics
+    _finish(model, cfg, out_dir, final_path, result["iteration"], val_dir if evaluate_val else None, device,
+            progress, main_proc, True, result)
     if world > 1:
         dist.barrier()
     return result
+
+
+def _finish(model, cfg, out_dir, final_path, iteration, val_dir, device, progress, main_proc, write_final,
+            result) -> None:
+    """The end of a run: ``model_final.pt`` (weights + config) and the evaluation on ``val_dir``."""
+    if not main_proc:
+        return
+    if write_final:
+        save_checkpoint(final_path, model=model, cfg=cfg, iteration=iteration)
+    result["final_checkpoint"] = str(final_path)
+    if val_dir is not None:
+        from cfnet.engine.evaluate import evaluate
+
+        model.eval()
+        metrics = evaluate(model, val_dir, out_dir / "eval", device=str(device), progress=progress)
+        (out_dir / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        result["eval"] = metrics
+
+
+def _final_missing(final_path: Path, iteration: int) -> bool:
+    """True unless ``final_path`` is a readable checkpoint of ``iteration``."""
+    if not final_path.is_file():
+        return True
+    try:
+        return int(read_checkpoint(final_path).get("iteration", -1)) != iteration
+    except CheckpointError:
+        return True
+
+
+def _older(path: Path, than: Path) -> bool:
+    """True when ``path`` is missing or older than ``than`` (a stale evaluation)."""
+    if not path.is_file():
+        return True
+    return than.is_file() and path.stat().st_mtime_ns < than.stat().st_mtime_ns
+
+
+def _check_training_state(ckpt: dict, path: Path) -> None:
+    missing = [k for k in ("optimizer", "scheduler", "rng") if ckpt.get(k) is None]
+    if missing:
+        raise CheckpointError(
+            f"--resume: {path} holds weights only and no optimiser state ({', '.join(missing)} missing): "
+            "it is a final or exported checkpoint, not a training state, so the run cannot continue from it; "
+            "start a new run with another --out"
+        )
 
 
 def _kept(last_path: Path, last_good: int | None) -> str:
@@ -610,6 +665,9 @@ def main(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"cfnet train: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only run folder, ...: one line (the last good last.pt is kept)
+        print(f"cfnet train: {e}", file=sys.stderr)
+        return 1
     if _dist_env()[0] == 0:
         print(f"done: iteration {result['iteration']}, checkpoints in {result['out_dir']}")
         if result["eval"]:
