@@ -161,3 +161,74 @@ def test_stale_temp_files_are_removed_at_start(shapes, tmp_path):
     assert cli(_train_args(shapes, run, "--no-eval", "--max-iters", "2", "--resume")) == 0
     assert sorted(p.name for p in run.glob("*.tmp")) == ["keep.tmp"]
     assert not list(run.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints: 7 (malicious files), 13 (non-finite weights), 15 (category clash names data sets)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from cfnet.checkpoint import save_checkpoint
+    from cfnet.model import build_model
+
+    torch.manual_seed(0)
+    cfg = get_config("shapes-tiny", [*TINY_MODEL, "model.inference.score_thr=0.001",
+                                     "model.inference.update_thr=0.001"])  # fmt: skip
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model=build_model(cfg).eval(), cfg=cfg)
+    return path
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo should-never-run",))
+
+
+def test_malicious_checkpoint_message_never_suggests_turning_safety_off(tmp_path):
+    from cfnet.checkpoint import CheckpointError, read_checkpoint
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "cfnet-checkpoint", "x": _RunsCode()}, evil)
+    old_style = tmp_path / "old.pt"
+    torch.save({"x": _RunsCode()}, old_style, _use_new_zipfile_serialization=False)
+    for path in (evil, old_style):
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(path)
+        msg = str(info.value)
+        assert str(path) in msg and "refused" in msg and "not plain weights" in msg, msg
+        assert "corrupted" not in msg and "truncated" not in msg, msg
+        assert "weights_only" not in msg and "will likely succeed" not in msg, msg
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tiny_ckpt, shapes, tmp_path, capsys):
+    data = torch.load(tiny_ckpt, weights_only=True)
+    name = next(k for k, v in data["model"].items() if v.is_floating_point() and v.numel() > 1)
+    data["model"][name] = data["model"][name].clone()
+    data["model"][name].view(-1)[1] = float("nan")
+    bad = tmp_path / "nan.pt"
+    torch.save(data, bad)
+    image = sorted((shapes / "val" / "images").iterdir())[0]
+    assert cli(["predict", "--checkpoint", str(bad), str(image), "--out", str(tmp_path / "p"),
+                "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert str(bad) in err and name in err and "NaN" in err
+    assert cli(["eval", "--checkpoint", str(bad), "--data", str(shapes / "val"), "--out",
+                str(tmp_path / "e"), "--no-progress"]) == 2  # fmt: skip
+    assert name in capsys.readouterr().err
+
+
+def test_category_clash_names_both_data_sets(shapes, tmp_path, capsys):
+    from cfnet.checkpoint import save_checkpoint
+    from cfnet.model import build_model
+
+    cfg = get_config("shapes-tiny", [*TINY_MODEL, "model.categories=coco"])
+    coco_ckpt = save_checkpoint(tmp_path / "coco.pt", model=build_model(cfg), cfg=cfg)
+    assert cli(["eval", "--checkpoint", str(coco_ckpt), "--data", str(shapes / "val"), "--out",
+                str(tmp_path / "e"), "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "coco" in err and "133" in err  # the checkpoint's data set
+    assert str(shapes / "val" / "panoptic.json") in err and "circle" in err  # the split's
+    assert "Traceback" not in err

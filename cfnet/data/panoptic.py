@@ -41,6 +41,17 @@ from cfnet.categories import IGNORE_INDEX, Categories
 from cfnet.panoptic_io import PanopticFormatError, check_segments, read_panoptic_png
 
 
+class CategoryMismatch(PanopticFormatError):
+    """A split's categories are not those a model (or the caller) expects.
+
+    ``json_path`` and ``json_categories`` (the split's own :class:`Categories`) let the caller say
+    which data sets clash."""
+
+    def __init__(self, message: str, json_path: Path | None = None, json_categories: Any = None):
+        super().__init__(message)
+        self.json_path, self.json_categories = json_path, json_categories
+
+
 class SplitPaths(NamedTuple):
     image_dir: Path
     png_dir: Path
@@ -276,14 +287,18 @@ class PanopticDataset(torch.utils.data.Dataset):
         else:
             for rec in json_cats.records:
                 if rec["id"] not in categories:
-                    raise PanopticFormatError(
+                    raise CategoryMismatch(
                         f"{self.json_path}: category id {rec['id']} ({rec['name']!r}) is not one of the "
-                        f"given categories ({categories.num_classes} classes)"
+                        f"given categories ({categories.num_classes} classes)",
+                        self.json_path,
+                        json_cats,
                     )
                 if categories.is_thing(categories.contiguous(rec["id"])) != bool(rec["isthing"]):
-                    raise PanopticFormatError(
+                    raise CategoryMismatch(
                         f"{self.json_path}: category id {rec['id']} ({rec['name']!r}) has isthing="
-                        f"{rec['isthing']}, but the given categories disagree"
+                        f"{rec['isthing']}, but the given categories disagree",
+                        self.json_path,
+                        json_cats,
                     )
         self.categories = categories
         self.transforms = transforms

@@ -54,6 +54,7 @@ def evaluate(
     from tqdm.auto import tqdm
 
     from cfnet.data import PanopticDataset
+    from cfnet.data.panoptic import CategoryMismatch
     from cfnet.evaluation import (
         MaskAPEvaluator,
         SemanticEvaluator,
@@ -62,7 +63,10 @@ def evaluate(
     )
 
     categories = model.categories
-    dataset = PanopticDataset(split_dir, split=split, categories=categories)  # original resolution
+    try:
+        dataset = PanopticDataset(split_dir, split=split, categories=categories)  # original resolution
+    except CategoryMismatch as e:
+        raise CategoryMismatch(category_clash_message(model, e), e.json_path, e.json_categories) from None
     if len(dataset) == 0:
         raise ValueError(f"{dataset.json_path}: the split holds no images")
     out_dir = Path(out_dir)
@@ -116,6 +120,27 @@ def evaluate(
     per_class = {"panoptic": pq_per_class, "semantic_IoU": sem["IoU"]}
     (out_dir / "per_class.json").write_text(json.dumps(_json_safe(per_class), indent=2) + "\n")
     return metrics
+
+
+def _names(categories, n: int = 4) -> str:
+    names = [r["name"] for r in categories.records]
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
+def category_clash_message(model: torch.nn.Module, error: Exception) -> str:
+    """The split's categories are not the model's: say which data set each comes from."""
+    cats = model.categories
+    cfg = getattr(model, "cfg", None)
+    spec = cfg.model.categories if cfg is not None else "?"
+    theirs = getattr(error, "json_categories", None)
+    split = getattr(error, "json_path", None) or "the split"
+    split_desc = f"{theirs.num_classes} classes: {_names(theirs)}" if theirs is not None else "other classes"
+    return (
+        f"the checkpoint was trained on the {spec!r} categories "
+        f"({cats.num_classes} classes: {_names(cats)}), "
+        f"but the split {split} has its own ({split_desc}); evaluate a checkpoint on data of the set "
+        f"it was trained on ({error})"
+    )
 
 
 def _json_safe(obj: Any) -> Any:

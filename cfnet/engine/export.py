@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from cfnet.checkpoint import atomic_save, read_checkpoint
+from cfnet.checkpoint import atomic_save, check_finite_weights, read_checkpoint
 from cfnet.config import Config
 
 __all__ = ["export_run"]
@@ -57,6 +57,7 @@ def export_run(
     if not final.is_file():
         raise FileNotFoundError(f"{final}: no final checkpoint in run folder {run} (did training finish?)")
     data = read_checkpoint(final)
+    check_finite_weights(data["model"], final)
     cfg = Config.from_dict(data["config"])
     release = {
         key: data[key] for key in ("format", "version", "config", "categories", "iteration")
