@@ -232,3 +232,108 @@ def test_category_clash_names_both_data_sets(shapes, tmp_path, capsys):
     assert "coco" in err and "133" in err  # the checkpoint's data set
     assert str(shapes / "val" / "panoptic.json") in err and "circle" in err  # the split's
     assert "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------------------------
+# 1: eval names its outputs by image id; 2: predict keeps every input's output
+
+
+def _split_with(tmp_path, shapes, names):
+    """A copy of the val split whose images are renamed to ``names`` (one per image)."""
+    from PIL import Image
+
+    root = tmp_path / "split"
+    shutil.copytree(shapes / "val", root)
+    data = json.loads((root / "panoptic.json").read_text())
+    for im, name in zip(data["images"], names):
+        src = root / "images" / im["file_name"]
+        Image.open(src).convert("RGB").save(root / "images" / name, quality=100)
+        if name != im["file_name"]:
+            src.unlink()
+        im["file_name"] = name
+    (root / "panoptic.json").write_text(json.dumps(data))
+    return root
+
+
+def test_eval_outputs_are_named_by_image_id_not_stem(tiny_ckpt, shapes, tmp_path):
+    import numpy as np
+
+    from cfnet.checkpoint import load_checkpoint
+    from cfnet.data import PanopticDataset
+    from cfnet.panoptic_io import read_panoptic_png
+
+    root = _split_with(tmp_path, shapes, ["000000.png", "000000.jpg"])
+    out = tmp_path / "ev"
+    assert cli(["eval", "--checkpoint", str(tiny_ckpt), "--data", str(root), "--out", str(out),
+                "--no-progress"]) == 0  # fmt: skip
+    pred = json.loads((out / "panoptic.json").read_text())
+    names = [a["file_name"] for a in pred["annotations"]]
+    assert len(set(names)) == 2, names
+    model, _, _ = load_checkpoint(tiny_ckpt)
+    ds = PanopticDataset(root, categories=model.categories)
+    for i, a in enumerate(pred["annotations"]):
+        image, target = ds[i]
+        assert a["image_id"] == target["image_id"]
+        with torch.no_grad():
+            expected = model([image])[0]["panoptic_seg"].numpy()
+        got = read_panoptic_png(out / "panoptic" / a["file_name"])
+        # same segmentation (ids may be renumbered by nothing here: written as predicted)
+        assert np.array_equal(got, expected), a["file_name"]
+
+
+def test_eval_refuses_true_duplicates(tiny_ckpt, shapes, tmp_path, capsys):
+    root = _split_with(tmp_path, shapes, ["a.png", "b.png"])
+    data = json.loads((root / "panoptic.json").read_text())
+    data["images"][1]["file_name"] = "a.png"  # two image ids, one file
+    (root / "panoptic.json").write_text(json.dumps(data))
+    assert cli(["eval", "--checkpoint", str(tiny_ckpt), "--data", str(root), "--out", str(tmp_path / "e"),
+                "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "a.png" in err and "twice" in err and "Traceback" not in err
+
+
+def test_predict_keeps_every_output_and_unique_ids(tiny_ckpt, shapes, tmp_path):
+    from PIL import Image
+
+    srcs = sorted((shapes / "val" / "images").iterdir())
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    names = ["x.png", "x.jpg", "x_1.png"]
+    for k, name in enumerate(names):
+        Image.open(srcs[k % len(srcs)]).convert("RGB").save(inputs / name)
+    out = tmp_path / "pred"
+    assert cli(["predict", "--checkpoint", str(tiny_ckpt), *(str(inputs / n) for n in names), "--out",
+                str(out), "--no-progress"]) == 0  # fmt: skip
+    data = json.loads((out / "predictions.json").read_text())
+    ids = [a["image_id"] for a in data["annotations"]]
+    files = [a["file_name"] for a in data["annotations"]]
+    assert len(set(ids)) == 3 and len(set(files)) == 3, (ids, files)
+    assert [im["path"] for im in data["images"]] == [str(inputs / n) for n in names]
+    assert len(list((out / "panoptic").iterdir())) == 3 and len(list((out / "overlay").iterdir())) == 3
+    assert ids[0] == "x" and ids[2] == "x_1"  # a name that is unique keeps its stem
+
+
+# ----------------------------------------------------------------------------------------------
+# 10: unwritable outputs are one message naming the path
+
+
+def test_unwritable_outputs_name_the_path(tiny_ckpt, shapes, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    image = str(sorted((shapes / "val" / "images").iterdir())[0])
+    ev = ["eval", "--checkpoint", str(tiny_ckpt), "--data", str(shapes / "val"), "--no-progress"]
+    cases = [
+        ev + ["--out", str(blocker)],
+        ev + ["--out", str(blocker / "sub")],
+        ev + ["--out", str(tmp_path / "ok"), "--json", str(blocker / "m.json")],
+        ["predict", "--checkpoint", str(tiny_ckpt), image, "--out", str(blocker / "p"), "--no-progress"],
+        ["predict", "--checkpoint", str(tiny_ckpt), image, "--out", str(blocker), "--no-progress"],
+        ["info", "--preset", "shapes-tiny", "--json", str(blocker / "info.json")],
+        ["info", "--preset", "shapes-tiny", "--json", str(tmp_path)],
+    ]
+    for args in cases:
+        capsys.readouterr()
+        assert cli(args) == 2, args
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert str(blocker) in err or str(tmp_path) in err, err

@@ -61,6 +61,7 @@ def evaluate(
         panoptic_quality_details,
         write_panoptic_predictions,
     )
+    from cfnet.panoptic_io import prepare_output_dir
 
     categories = model.categories
     try:
@@ -69,8 +70,7 @@ def evaluate(
         raise CategoryMismatch(category_clash_message(model, e), e.json_path, e.json_categories) from None
     if len(dataset) == 0:
         raise ValueError(f"{dataset.json_path}: the split holds no images")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output_dir(out_dir, "output folder")
     semantic = SemanticEvaluator(categories.num_classes, class_names=[r["name"] for r in categories.records])
     mask_ap = MaskAPEvaluator(categories)
     was_training = model.training
@@ -187,8 +187,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from cfnet.checkpoint import CheckpointError, load_checkpoint
     from cfnet.engine.train import resolve_device
+    from cfnet.panoptic_io import check_output_file, describe_os_error, prepare_output_dir
 
     try:
+        prepare_output_dir(args.out, "--out")  # before any work: a bad path fails at once
+        if args.json:
+            check_output_file(args.json, "--json")
         device = resolve_device(args.device)
         model, _, _ = load_checkpoint(args.checkpoint, device=device)
         metrics = evaluate(
@@ -197,9 +201,14 @@ def main(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"cfnet eval: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a write that failed mid-way (disk full, ...)
+        print(f"cfnet eval: cannot write {describe_os_error(e)}", file=sys.stderr)
+        return 1
     print(format_table(metrics))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+        try:
+            Path(args.json).write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+        except OSError as e:
+            print(f"cfnet eval: --json: cannot write {describe_os_error(e)}", file=sys.stderr)
+            return 1
     return 0

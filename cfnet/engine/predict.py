@@ -64,15 +64,21 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def _unique_stems(paths: Sequence[Path]) -> list[str]:
-    # Two inputs called a/x.png and b/x.jpg must not overwrite each other's outputs.
-    seen: dict[str, int] = {}
-    stems = []
+    """One output name per input, all different: the stem, or ``stem_k`` for a repeated stem.
+
+    Two inputs called a/x.png and b/x.jpg must not overwrite each other's outputs, and the suffixed
+    name must not be the stem of another input either (``x.png x.jpg x_1.png``).
+    """
+    all_stems = {p.stem for p in paths}
+    taken: set[str] = set()
+    names = []
     for p in paths:
-        stem = p.stem
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        stems.append(stem if n == 0 else f"{stem}_{n}")
-    return stems
+        name, k = p.stem, 1
+        while name in taken or (name != p.stem and name in all_stems):
+            name, k = f"{p.stem}_{k}", k + 1
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def segments_for_json(panoptic_seg: np.ndarray, segments_info: Sequence[dict]) -> list[dict]:
@@ -113,7 +119,7 @@ def predict_images(
     """
     from tqdm.auto import tqdm
 
-    from cfnet.panoptic_io import dump_json, write_panoptic_png
+    from cfnet.panoptic_io import dump_json, prepare_output_dir, write_panoptic_png
     from cfnet.viz import panoptic_overlay
 
     paths = expand_image_paths(images)
@@ -121,10 +127,10 @@ def predict_images(
     stems = _unique_stems(paths)
     categories = model.categories
     model.to(device).eval()
-    out_dir = Path(out_dir)
-    (out_dir / "panoptic").mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output_dir(out_dir, "output folder")
+    prepare_output_dir(out_dir / "panoptic", "output folder")
     if overlays:
-        (out_dir / "overlay").mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(out_dir / "overlay", "output folder")
     result: dict[str, Any] = {"images": [], "annotations": [], "categories": categories.to_json()}
     for path, image, stem in tqdm(
         list(zip(paths, decoded, stems)), desc="predict", disable=not progress, dynamic_ncols=True
@@ -166,8 +172,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from cfnet.checkpoint import CheckpointError, load_checkpoint
     from cfnet.engine.train import resolve_device
+    from cfnet.panoptic_io import describe_os_error, prepare_output_dir
 
     try:
+        prepare_output_dir(args.out, "--out")  # before any work: a bad path fails at once
         paths = expand_image_paths(args.images)
         device = resolve_device(args.device)
         model, _, _ = load_checkpoint(args.checkpoint, device=device)
@@ -177,6 +185,9 @@ def main(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"cfnet predict: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a write that failed mid-way (disk full, ...)
+        print(f"cfnet predict: cannot write {describe_os_error(e)}", file=sys.stderr)
+        return 1
     n = sum(len(a["segments_info"]) for a in result["annotations"])
     print(f"{len(result['annotations'])} images, {n} segments -> {Path(args.out) / 'predictions.json'}")
     return 0
