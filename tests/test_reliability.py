@@ -337,3 +337,106 @@ def test_unwritable_outputs_name_the_path(tiny_ckpt, shapes, tmp_path, capsys):
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert str(blocker) in err or str(tmp_path) in err, err
+
+
+# ----------------------------------------------------------------------------------------------
+# 5: one image reader for the command line, the data sets and the demo
+
+
+def test_one_reader_scales_32_bit_tiff_with_16_bit_values(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from app.handlers import load_image
+    from cfnet.data import read_image
+    from cfnet.engine.predict import load_image as cli_image
+
+    values = (np.arange(20 * 30).reshape(20, 30) * 100).astype(np.int32)  # 0 .. 59900, 16-bit range
+    tif = tmp_path / "deep.tif"
+    Image.fromarray(values, mode="I").save(tif)
+    assert Image.open(tif).mode == "I"
+    expected = np.round(values / 257.0).astype(np.uint8)
+    for read in (read_image, cli_image, lambda p: load_image(p).array):
+        rgb = read(tif)
+        assert rgb.shape == (20, 30, 3) and rgb.dtype == np.uint8
+        np.testing.assert_array_equal(rgb[..., 0], expected)
+    # Other modes: the three readers agree everywhere (alpha over white, palettes, 16-bit PNGs).
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 1] = 120
+    rgba[:10, :, 3] = 255
+    cases = {
+        "rgba.png": Image.fromarray(rgba),
+        "i16.png": Image.fromarray((np.arange(600).reshape(20, 30) * 97).astype(np.uint16)),
+        "pal.png": Image.fromarray(rgba[..., :3]).convert("P"),
+        "gray.png": Image.fromarray(np.full((20, 30), 77, np.uint8)),
+    }
+    for name, im in cases.items():
+        im.save(tmp_path / name)
+        a = read_image(tmp_path / name)
+        np.testing.assert_array_equal(a, cli_image(tmp_path / name), err_msg=name)
+        np.testing.assert_array_equal(a, load_image(tmp_path / name).array, err_msg=name)
+
+
+# ----------------------------------------------------------------------------------------------
+# 11: predict on huge images: a pixel limit, --max-side like the demo
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width × height (tiny file; decoding would fail or explode)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    data = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+    data += struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
+    idat = zlib.compress(b"\x00" * 64)
+    data += struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat))
+    data += struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    path.write_bytes(data)
+    return path
+
+
+def test_predict_refuses_images_over_the_pixel_limit(tiny_ckpt, tmp_path, capsys):
+    from cfnet.data import read_image
+
+    huge = _png_header_only(tmp_path / "huge.png", 15000, 12000)
+    assert cli(["predict", "--checkpoint", str(tiny_ckpt), str(huge), "--out", str(tmp_path / "p"),
+                "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert str(huge) in err and "15000×12000" in err and "megapixels" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="megapixels"):  # the data sets' reader: the same refusal
+        read_image(huge)
+
+
+def test_predict_downscales_to_max_side_and_says_so(tiny_ckpt, tmp_path, capsys):
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    from app.handlers import DEFAULT_MAX_SIDE
+    from cfnet.engine import predict
+
+    parser = argparse.ArgumentParser()
+    predict.add_arguments(parser)
+    assert parser.parse_args(["x.png", "--out", "o"]).max_side == DEFAULT_MAX_SIDE
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.jpg"
+    Image.fromarray(rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(big)
+    small = tmp_path / "small.png"
+    Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(small)
+    out = tmp_path / "pred"
+    assert cli(["predict", "--checkpoint", str(tiny_ckpt), str(big), str(small), "--out", str(out),
+                "--max-side", "100", "--no-progress"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert str(big) in err and "300×200" in err and "100×67" in err and str(small) not in err
+    data = json.loads((out / "predictions.json").read_text())
+    big_rec, small_rec = data["images"]
+    assert (big_rec["width"], big_rec["height"]) == (100, 67)
+    assert (big_rec["original_width"], big_rec["original_height"]) == (300, 200)
+    assert (small_rec["width"], small_rec["height"]) == (60, 40) and "original_width" not in small_rec
+    assert Image.open(out / "panoptic" / "big.png").size == (100, 67)
+    assert Image.open(out / "overlay" / "big.png").size == (100, 67)
+    args = ["predict", "--checkpoint", str(tiny_ckpt), str(big), "--out", str(out), "--max-side", "0"]
+    assert cli(args) == 2 and "--max-side" in capsys.readouterr().err

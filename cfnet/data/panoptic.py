@@ -34,7 +34,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from cfnet.categories import IGNORE_INDEX, Categories
@@ -234,25 +233,12 @@ def load_panoptic_json(path: str | os.PathLike) -> dict:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file; grayscale / palette / RGBA / 16-bit converted to RGB.
-    A missing or undecodable (e.g. truncated) file is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found")
-    try:
-        with Image.open(path) as im:
-            im.load()  # a truncated file fails here
-            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                arr = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            if im.mode in ("I", "F"):
-                arr = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            if im.mode == "P" and "transparency" in im.info:
-                im = im.convert("RGBA")  # Pillow warns when a transparent palette goes straight to RGB
-            return np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise PanopticFormatError(f"{path}: cannot decode image ({e})") from e
+    """(H, W, 3) uint8 RGB of an image file, by :func:`cfnet.image_io.read_rgb` (the reader the
+    command line and the demo use too: grayscale / palette / alpha / 16-bit / float converted).
+    A missing, undecodable (e.g. truncated) or oversized file is an error naming it."""
+    from cfnet.image_io import read_rgb
+
+    return read_rgb(path)
 
 
 # ----------------------------------------------------------------------------------------------
