@@ -382,6 +382,60 @@ class PanopticDataset(torch.utils.data.Dataset):
             "sem_seg": torch.from_numpy(sem_lut[inverse]),
         }
 
+    def check_files(self, progress: bool = False) -> None:
+        """Cheap up-front check of the whole split, without decoding any image: every image and
+        PNG is there, its header size is the JSON's (and within the pixel limit), and no image or
+        PNG file is listed twice. One error listing every problem found (up to 20); image ids and
+        the JSON's fields were checked when the dataset was built. :meth:`validate` decodes."""
+        from cfnet.image_io import image_size
+
+        errors: list[str] = []
+        images: dict[str, Any] = {}
+        pngs: dict[str, Any] = {}
+        for i in tqdm(range(len(self)), desc=f"checking {self.json_path.name}", disable=not progress):
+            image_rec, ann = self._items[i]
+            listed = ((images, image_rec["file_name"], "image"), (pngs, ann["file_name"], "PNG"))
+            for seen, name, what in listed:
+                if name in seen:
+                    errors.append(
+                        f"{what} file {name!r} is listed twice (image ids {seen[name]!r} and "
+                        f"{image_rec['id']!r})"
+                    )
+                seen.setdefault(name, image_rec["id"])
+            size = (int(image_rec["height"]), int(image_rec["width"]))
+            for path, what in ((self.image_dir / image_rec["file_name"], "image"),
+                               (self.png_dir / ann["file_name"], "panoptic PNG")):  # fmt: skip
+                try:
+                    h, w = image_size(path)
+                except FileNotFoundError:
+                    errors.append(f"{path}: {what} not found")
+                    continue
+                except (OSError, ValueError) as e:
+                    errors.append(str(e))
+                    continue
+                if (h, w) != size:
+                    errors.append(
+                        f"{path}: size {w}x{h} differs from the JSON's width x height {size[1]}x{size[0]}"
+                    )
+                elif what == "image":
+                    from cfnet.image_io import check_pixel_limit
+
+                    try:
+                        check_pixel_limit((h, w), str(path))
+                    except ValueError as e:
+                        errors.append(str(e))
+        if len(errors) == 1:
+            raise PanopticFormatError(
+                f"{self.json_path}: {errors[0]} (the split is checked before any work; skip with "
+                "--no-check-data)"
+            )
+        if errors:
+            more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+            raise PanopticFormatError(
+                f"{self.json_path}: {len(errors)} problems found in the split (checked before any "
+                "work; skip with --no-check-data):\n  " + "\n  ".join(errors[:20]) + more
+            )
+
     def validate(self, progress: bool = True) -> None:
         """Load and check every item now; one error listing every bad file (up to 20)."""
         errors = []

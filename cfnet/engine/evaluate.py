@@ -44,12 +44,15 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = True,
     split: str | None = None,
+    check_data: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a CFNet on a COCO-panoptic split; writes predictions + metrics to ``out_dir``.
 
     ``split_dir`` is anything :class:`cfnet.data.PanopticDataset` accepts (a split folder, a
     panoptic JSON, or a dataset root with ``split``). Returns the metrics dict (percent). The
-    model's train/eval mode is restored afterwards.
+    model's train/eval mode is restored afterwards. With ``check_data`` the whole split is checked
+    cheaply first (files there, header sizes, nothing listed twice), so a bad item fails before any
+    work rather than when it is reached.
     """
     from tqdm.auto import tqdm
 
@@ -70,6 +73,8 @@ def evaluate(
         raise CategoryMismatch(category_clash_message(model, e), e.json_path, e.json_categories) from None
     if len(dataset) == 0:
         raise ValueError(f"{dataset.json_path}: the split holds no images")
+    if check_data:
+        dataset.check_files(progress=progress)
     out_dir = prepare_output_dir(out_dir, "output folder")
     semantic = SemanticEvaluator(categories.num_classes, class_names=[r["name"] for r in categories.records])
     mask_ap = MaskAPEvaluator(categories)
@@ -182,6 +187,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="also write the metrics JSON to this file")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-check-data",
+        action="store_true",
+        help="skip the up-front check of the split's files (for very large data sets)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -196,8 +206,9 @@ def main(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         model, _, _ = load_checkpoint(args.checkpoint, device=device)
         metrics = evaluate(
-            model, args.data, args.out, device=device, progress=not args.no_progress, split=args.split
-        )
+            model, args.data, args.out, device=device, progress=not args.no_progress, split=args.split,
+            check_data=not args.no_check_data,
+        )  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"cfnet eval: {e}", file=sys.stderr)
         return 2

@@ -296,6 +296,7 @@ def train(
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
     evaluate_val: bool = True,
+    check_data: bool = True,
 ) -> dict[str, Any]:
     """Train ``cfg`` on ``data_dir`` (``train/`` [+ ``val/``] or one split folder) into ``out_dir``.
 
@@ -304,6 +305,8 @@ def train(
     rank 0, e.g. for a live plot. Returns ``{"iteration", "last_checkpoint", "final_checkpoint",
     "metrics" (the last record), "eval" (val metrics or None), "out_dir"}``.
     Raises :class:`TrainingDiverged` on a non-finite loss or gradient (``last.pt`` is left as is).
+    With ``check_data`` the training split (and the val split, if it will be evaluated) is checked
+    cheaply before the first iteration: files there, header sizes, nothing listed twice.
     """
     cfg = validate(cfg)
     out_dir = Path(out_dir)
@@ -315,14 +318,14 @@ def train(
         own_group = True
     try:
         return _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
-                      evaluate_val)
+                      evaluate_val, check_data)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
-           evaluate_val) -> dict[str, Any]:
+           evaluate_val, check_data=True) -> dict[str, Any]:
     from cfnet.data import PanopticDataset, build_transforms, collate
     from cfnet.model import build_model
 
@@ -393,6 +396,10 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
     dataset = PanopticDataset(train_dir, categories=categories, transforms=build_transforms(cfg, train=True))
     if len(dataset) == 0:
         raise FileNotFoundError(f"--data {train_dir}: the split holds no images")
+    if check_data:  # a bad item found now, not when the sampler first draws it
+        dataset.check_files(progress=progress and main_proc)
+        if evaluate_val and val_dir is not None:
+            PanopticDataset(val_dir, categories=categories).check_files(progress=progress and main_proc)
     sampler = InfiniteShardSampler(
         len(dataset), seed=cfg.seed, total_batch=s.batch_size, rank=rank, world_size=world,
         start_iter=start_iter,
@@ -564,7 +571,9 @@ def _finish(model, cfg, out_dir, final_path, iteration, val_dir, device, progres
         from cfnet.engine.evaluate import evaluate
 
         model.eval()
-        metrics = evaluate(model, val_dir, out_dir / "eval", device=str(device), progress=progress)
+        metrics = evaluate(  # (the split was checked when the run started)
+            model, val_dir, out_dir / "eval", device=str(device), progress=progress, check_data=False
+        )
         (out_dir / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
         result["eval"] = metrics
 
@@ -644,6 +653,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation on DIR/val at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-check-data",
+        action="store_true",
+        help="skip the up-front check of the splits' files (for very large data sets)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
 
@@ -656,7 +670,7 @@ def main(args: argparse.Namespace) -> int:
             apply_overrides(cfg, [f"solver.max_iters={args.max_iters}"])
         result = train(
             cfg, args.data, args.out, resume=args.resume, device=args.device,
-            progress=not args.no_progress, evaluate_val=not args.no_eval,
+            progress=not args.no_progress, evaluate_val=not args.no_eval, check_data=not args.no_check_data,
         )
     except TrainingDiverged as e:
         if _dist_env()[0] == 0:
