@@ -480,3 +480,54 @@ def test_eval_checks_the_split_before_any_prediction(tiny_ckpt, shapes, tmp_path
     # Skipping the check: the same error comes when the bad item is reached.
     assert cli(args + ["--out", str(tmp_path / "b"), "--no-check-data"]) == 2
     assert list((tmp_path / "b").rglob("*.png"))
+
+
+# ----------------------------------------------------------------------------------------------
+# 14: the demo logs one line for a user error, a traceback only for a bug; refuses a dead start
+
+
+def test_demo_logs_one_line_for_user_errors_and_a_traceback_for_bugs(caplog):
+    import logging
+
+    import gradio as gr
+
+    from app import main as app_main
+    from app.handlers import DemoError
+
+    @app_main._user_errors
+    def user_mistake():
+        raise DemoError("pixel (500, 3) is outside the image")
+
+    @app_main._user_errors
+    def bug():
+        raise ZeroDivisionError("a bug")
+
+    caplog.set_level(logging.INFO)
+    with pytest.raises(gr.Error) as info:
+        user_mistake()
+    assert info.value.print_exception is False  # gradio must not print a traceback either
+    records = [r for r in caplog.records if "outside the image" in r.getMessage()]
+    assert len(records) == 1 and records[0].exc_info is None
+    caplog.clear()
+    with pytest.raises(gr.Error) as info:
+        bug()
+    assert info.value.print_exception is False  # logged once, by us, with the traceback
+    assert [r.exc_info is not None for r in caplog.records] == [True]
+
+
+def test_demo_refuses_to_start_when_no_checkpoint_loads(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    import gradio as gr
+
+    from app import main as app_main
+
+    launched = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, *a, **k: launched.append(1))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    parser = argparse.ArgumentParser()
+    app_main.add_arguments(parser)
+    assert app_main.main(parser.parse_args(["--checkpoint", str(corrupt)])) == 2
+    out = capsys.readouterr()
+    assert "corrupt.pt" in out.err + out.out and not launched
