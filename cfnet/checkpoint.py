@@ -293,8 +293,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-_TORCH_HINTS = ("weights_only", "weights only load failed", "trusted source", "safe_globals",
-                "file an issue", "check the documentation", "will likely succeed")
+_TORCH_HINTS = (
+    "weights_only",
+    "weights only load failed",
+    "trusted source",
+    "safe_globals",
+    "file an issue",
+    "check the documentation",
+    "will likely succeed",
+)
 
 
 def _unpickler_reason(text: str) -> str:
