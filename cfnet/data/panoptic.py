@@ -18,8 +18,10 @@ is given (then every category id in the JSON must be one of them, with the same 
 
 Bad data is an error that names the file and the problem, never a silent skip: the JSON's fields
 are checked when the dataset is built; an item's files (image present and decodable, PNG ids equal
-to ``segments_info`` ids, sizes equal) when it is loaded; :meth:`PanopticDataset.validate` loads
-every item up front. EXIF orientation is not applied: COCO's panoptic PNGs are aligned with the
+to ``segments_info`` ids, sizes equal) when it is loaded; :meth:`PanopticDataset.check_files`
+checks every item cheaply up front (files there, header sizes, nothing listed twice; what ``cfnet
+train`` and ``cfnet eval`` do first) and :meth:`PanopticDataset.validate` decodes every item.
+EXIF orientation is not applied: COCO's panoptic PNGs are aligned with the
 stored pixel grid.
 """
 

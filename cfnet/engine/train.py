@@ -44,6 +44,9 @@ What the loop does and why:
 * ``--resume`` continues from ``RUN/last.pt``: weights, optimiser, scheduler, scaler, RNG states
   and the data position, so 2 + 2 iterations equal 4 straight. The model part of the config must
   match the checkpoint's; other differences are reported (``solver.max_iters`` may grow freely).
+  A ``last.pt`` already at ``solver.max_iters`` trains no further but writes what a crash after
+  it may have cost (``model_final.pt``, the final evaluation); a weights-only file (a final or
+  exported checkpoint) is refused, as it holds no optimiser state.
 """
 
 from __future__ import annotations
