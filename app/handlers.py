@@ -23,7 +23,6 @@ import hashlib
 import logging
 import math
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,11 +30,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from cfnet import image_io
+from cfnet.image_io import ImageReadError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_SIDE = 1024
+DEFAULT_MAX_SIDE = image_io.DEFAULT_MAX_SIDE  # `cfnet predict --max-side` has the same default
 MIN_SIDE = 8
 # The UI shows small results enlarged by an integer factor up to this side (nearest neighbour,
 # server-side: Gradio maps clicks to the natural pixels of the image it shows and assumes the
@@ -111,83 +113,12 @@ def _source_name(source: Any) -> str:
     return "the image"
 
 
-def _to_uint8(arr: np.ndarray, name: str, notes: list[str]) -> np.ndarray:
-    """Any numeric H×W[×C] array to uint8 on the usual scale of its dtype."""
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    if arr.dtype == np.uint16 or (
-        np.issubdtype(arr.dtype, np.integer)
-        and arr.size
-        and arr.min() >= 0
-        and arr.max() <= 65535
-        and arr.max() > 255
-    ):
-        notes.append(f"{name} has 16 bits per channel; it was converted to 8 bits (value / 257).")
-        return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.integer):
-        if arr.size and (arr.min() < 0 or arr.max() > 255):
-            notes.append(f"{name} has values outside 0..255; they were rescaled to 0..255.")
-            lo, hi = float(arr.min()), float(arr.max())
-            return np.round((arr - lo) / max(hi - lo, 1.0) * 255).astype(np.uint8)
-        return arr.astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-        if not np.isfinite(arr).all():
-            raise DemoError(f"{name} holds NaN or infinite values.")
-        if arr.size and (arr.min() < 0 or arr.max() > 1):
-            if arr.min() >= 0 and arr.max() <= 255:
-                return np.round(arr).astype(np.uint8)
-            notes.append(f"{name} has float values outside [0, 1]; they were rescaled to 0..255.")
-            lo, hi = float(arr.min()), float(arr.max())
-            return np.round((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
-        return np.round(arr * 255).astype(np.uint8)
-    raise DemoError(f"{name}: unsupported pixel type {arr.dtype}.")
-
-
-def _rgb_from_array(arr: np.ndarray, name: str, notes: list[str]) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        notes.append(f"{name} is grayscale; it was converted to RGB.")
-        arr = _to_uint8(arr, name, notes)
-        return np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (2, 3, 4):
-        raise DemoError(f"{name}: expected an H×W, H×W×3 or H×W×4 image, got an array of shape {arr.shape}.")
-    arr = _to_uint8(arr, name, notes)
-    if arr.shape[2] == 2:  # gray + alpha
-        arr = np.concatenate([np.repeat(arr[..., :1], 3, axis=2), arr[..., 1:]], axis=2)
-        notes.append(f"{name} is grayscale; it was converted to RGB.")
-    if arr.shape[2] == 4:
-        alpha = arr[..., 3:4].astype(np.float64) / 255.0
-        if (alpha < 1).any():
-            notes.append(f"{name} has an alpha channel; transparent parts were drawn over white.")
-        arr = np.round(arr[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
-    return np.ascontiguousarray(arr[..., :3])
-
-
-def _rgb_from_pil(im: Image.Image, name: str, notes: list[str]) -> np.ndarray:
-    if getattr(im, "n_frames", 1) > 1:
-        im.seek(0)
-        notes.append(f"{name} has several frames; the first one is used.")
-    im.load()
+def _content_errors(fn: Callable[..., np.ndarray], *args: Any, **kwargs: Any) -> np.ndarray:
+    """Run a :mod:`cfnet.image_io` conversion; its errors become DemoError (the same words)."""
     try:
-        im = ImageOps.exif_transpose(im)  # what the browser shows, so clicks match
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop the demo
-        pass
-    mode = im.mode
-    if mode in ("RGB", "L", "RGBA", "LA") or mode.startswith("I") or mode == "F":
-        return _rgb_from_array(np.asarray(im), name, notes)
-    if mode in ("P", "PA"):
-        im = im.convert("RGBA")
-        return _rgb_from_array(np.asarray(im), name, notes)
-    if mode == "1":
-        notes.append(f"{name} is black-and-white; it was converted to RGB.")
-        return np.repeat((np.asarray(im, dtype=np.uint8) * 255)[..., None], 3, axis=2)
-    notes.append(f"{name} is in {mode} colours; it was converted to RGB.")
-    return np.asarray(im.convert("RGB"))
+        return fn(*args, **kwargs)
+    except ImageReadError as e:
+        raise DemoError(str(e)) from None
 
 
 def load_image(source: Any, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
@@ -199,6 +130,8 @@ def load_image(source: Any, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
     """
     if source is None or (isinstance(source, str) and not source.strip()):
         raise DemoError("No image loaded: pick an example or upload an image first.")
+    if not isinstance(max_side, int) or max_side < MIN_SIDE:
+        raise DemoError(f"max_side must be an integer >= {MIN_SIDE}, got {max_side!r}.")
     name = _source_name(source)
     notes: list[str] = []
     if isinstance(source, Mapping):  # a Gradio FileData dict (API calls)
@@ -209,38 +142,40 @@ def load_image(source: Any, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
         path = Path(source)
         if not path.is_file():
             raise DemoError(f"{name}: no such file.")
+        # cfnet's one image reader (the command line and the data sets use it too)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as im:
-                    rgb = _rgb_from_pil(im, name, notes)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise DemoError(f"{name}: the image is too large to decode safely ({e}).") from None
-        except UnidentifiedImageError:
-            raise DemoError(
-                f"{name}: not an image file Pillow can read (PNG, JPEG, WebP, BMP, TIFF, ...)."
-            ) from None
-        except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
-            raise DemoError(f"{name}: the image file is corrupt or truncated ({e}).") from None
+            rgb = image_io.read_rgb(path, name=name, notes=notes, exif=True, max_side=max_side)
+        except ImageReadError as e:
+            if e.kind == "unidentified":
+                raise DemoError(
+                    f"{name}: not an image file Pillow can read (PNG, JPEG, WebP, BMP, TIFF, ...)."
+                ) from None
+            if e.kind == "corrupt":
+                reason = str(e).split("corrupt or truncated", 1)[-1].strip(" ()")
+                raise DemoError(f"{name}: the image file is corrupt or truncated ({reason}).") from None
+            raise DemoError(str(e)) from None
+        except (OSError, ValueError) as e:
+            raise DemoError(f"{name}: the image file cannot be read ({e}).") from None
     elif isinstance(source, Image.Image):
-        rgb = _rgb_from_pil(source, name, notes)
+        rgb = _content_errors(image_io.rgb_from_pil, source, name, notes)
     elif isinstance(source, np.ndarray):
-        rgb = _rgb_from_array(source, name, notes)
+        rgb = _content_errors(image_io.rgb_from_array, source, name, notes)
     else:
         raise DemoError(f"expected an image file, numpy array or PIL image, got {type(source).__name__}.")
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise DemoError(f"{name} is {h}×{w} pixels; the model needs at least {MIN_SIDE} pixels per side.")
-    if not isinstance(max_side, int) or max_side < MIN_SIDE:
-        raise DemoError(f"max_side must be an integer >= {MIN_SIDE}, got {max_side!r}.")
     original = (h, w)
-    if max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
-        rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.BILINEAR))
+    if isinstance(source, (str, Path)):
+        hh, hw = image_io.image_size(source)  # a large JPEG may have been decoded at reduced scale
+        if max(hh, hw) > max(h, w):
+            original = (hh, hw) if (hh > hw) == (h > w) else (hw, hh)  # (EXIF rotation applied)
+    rgb, scaled = image_io.downscale(rgb, max_side, MIN_SIDE)
+    if scaled or rgb.shape[:2] != original:
+        oh, ow = original
         notes.append(
-            f"{name} is {w}×{h} pixels; it was downscaled to {size[1]}×{size[0]} (--max-side {max_side}). "
-            "Clicks still refer to the original pixels."
+            f"{name} is {ow}×{oh} pixels; it was downscaled to {rgb.shape[1]}×{rgb.shape[0]} "
+            f"(--max-side {max_side}). Clicks still refer to the original pixels."
         )
     digest = hashlib.sha1(np.ascontiguousarray(rgb).tobytes())
     digest.update(repr((original, rgb.shape)).encode())

@@ -24,6 +24,7 @@ import argparse
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,16 @@ def _define_image_input() -> type[gr.Image]:
                     raise
                 except UnidentifiedImageError:
                     name = getattr(payload, "orig_name", None) or "The upload"
-                    raise gr.Error(
+                    message = (
                         f"{name} is not an image file that can be read (PNG, JPEG, WebP, BMP, TIFF, ...)."
-                    ) from None
+                    )
+                    log.info("upload refused: %s", message)
+                    raise gr.Error(message, print_exception=False) from None
                 except Exception as e:  # noqa: BLE001 - PIL raises many types on garbage uploads
                     name = getattr(payload, "orig_name", None) or "The upload"
-                    raise gr.Error(f"{name} is not an image that can be read ({type(e).__name__}).") from None
+                    message = f"{name} is not an image that can be read ({type(e).__name__})."
+                    log.info("upload refused: %s", message)
+                    raise gr.Error(message, print_exception=False) from None
 
     finally:
         component_meta.create_or_modify_pyi = write_stub
@@ -97,7 +102,12 @@ ImageInput = _define_image_input()
 
 
 def _user_errors(fn: Callable) -> Callable:
-    """Turn DemoError into gr.Error and anything unexpected into a short gr.Error (logged in full)."""
+    """Turn DemoError into gr.Error and anything unexpected into a short gr.Error.
+
+    A user's mistake (DemoError) is logged as one line; only a bug is logged with its traceback,
+    once, here: the gr.Error carries ``print_exception=False`` so that Gradio does not print
+    another.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -106,11 +116,13 @@ def _user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except DemoError as e:
-            raise gr.Error(str(e)) from None
+            log.info("%s: %s", fn.__name__, e)
+            raise gr.Error(str(e), print_exception=False) from None
         except Exception as e:  # noqa: BLE001 - the UI must get a message, never a trace
             log.exception("demo handler %s failed", fn.__name__)
             raise gr.Error(
-                f"Something went wrong ({type(e).__name__}: {e}). Details are in the server log."
+                f"Something went wrong ({type(e).__name__}: {e}). Details are in the server log.",
+                print_exception=False,
             ) from None
 
     return wrapper
@@ -349,11 +361,21 @@ def main(args: argparse.Namespace) -> int:
     except DemoError as e:
         print(f"cfnet demo: {e}")
         return 2
-    # Load the first checkpoint now so a broken one is reported at start (the UI would report it too).
-    try:
-        handlers.get_demo().model(next(iter(checkpoints)))
-    except DemoError as e:
-        log.warning("%s", e)
+    # Load a checkpoint now: a broken one is reported at start, and a demo without any usable model
+    # does not start at all (every request would fail).
+    usable = None
+    for name in checkpoints:
+        try:
+            handlers.get_demo().model(name)
+        except DemoError as e:
+            log.warning("%s", e)
+            continue
+        usable = name
+        break
+    if usable is None:
+        print(f"cfnet demo: no checkpoint can be loaded ({', '.join(checkpoints.values())}); not starting",
+              file=sys.stderr)  # fmt: skip
+        return 2
     allowed = [str(folder.resolve())]
     app.launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=allowed, show_error=True

@@ -152,14 +152,47 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise
+        cause = _os_error_in_chain(e)
+        if cause is None:
+            raise
+        # torch's zip writer answers a failed write (disk full, quota) with a second error of its
+        # own ("unexpected pos"); the OSError underneath is the one that says what happened.
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        raise OSError(
+            f"cannot write {path}: {reason} (the previous {path.name}, if any, is unchanged)"
+        ) from None
     _fsync_dir(path.parent)
     return path
+
+
+def _os_error_in_chain(e: BaseException) -> OSError | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the ``.NAME.pt.*.tmp`` files that :func:`atomic_save` leaves when a write is killed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(".*.pt.*.tmp"):
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -204,19 +237,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message suggests weights_only=False; never do that. Keep only the unpickler's reason.
-        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if m:  # an arbitrary class: a file pickled by other code (or tampered with)
+        # torch's message suggests loading with weights_only=False; never do that, never repeat it.
+        text = str(e)
+        m = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL)\s+(\S+)", text)
+        if m or re.search(r"\bglobal\b|\breduce\b|\bbuild\b", _unpickler_reason(text), re.IGNORECASE):
+            what = f" ({m.group(1)})" if m else f" ({_unpickler_reason(text)})"
             raise CheckpointError(
-                f"checkpoint {path}: not a CFNet checkpoint — it holds objects other than tensors and "
-                f"plain containers (class {m.group(1)}), which are refused for safety"
-            ) from e
-        m = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", str(e))
-        reason = m.group(1) if m else _first_line(e)
+                f"checkpoint {path}: refused for safety — not a CFNet checkpoint: it holds code or "
+                f"objects that are not plain weights{what}, and loading it could run that code"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {path}: cannot be read — the file is corrupted or truncated, or not a torch file "
-            f"({reason})"
-        ) from e
+            f"checkpoint {path}: cannot be read — not a torch checkpoint file, or one holding content "
+            f"the safe loader refuses ({_unpickler_reason(text)})"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
             f"checkpoint {path}: cannot be read — the file is corrupted or truncated, or not a torch file "
@@ -260,9 +293,33 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
+_TORCH_HINTS = (
+    "weights_only",
+    "weights only load failed",
+    "trusted source",
+    "safe_globals",
+    "file an issue",
+    "check the documentation",
+    "will likely succeed",
+)
+
+
+def _unpickler_reason(text: str) -> str:
+    """The unpickler's own reason in torch's weights-only error, without torch's advice."""
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", text)
+    if m:
+        return m.group(1)[:300]
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not any(h in line.lower() for h in _TORCH_HINTS):
+            return line[:300]
+    return "unsupported pickle content"
+
+
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__
+    # (skipping torch's advice to load with weights_only=False, should a message carry it)
+    text = [ln for ln in str(e).strip().splitlines() if not any(h in ln.lower() for h in _TORCH_HINTS)]
+    return text[0][:300] if text and text[0].strip() else type(e).__name__
 
 
 def config_from_checkpoint(data: dict[str, Any], path: str | Path = "<checkpoint>") -> Config:
@@ -298,6 +355,18 @@ def check_state_dict(
     )
 
 
+def check_finite_weights(weights: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Raise a CheckpointError naming the first floating-point tensor with NaN or infinite values."""
+    for name, t in weights.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            raise CheckpointError(
+                f"checkpoint {path}: its weights are not finite — tensor {name!r} holds {nan} NaN and "
+                f"{inf} infinite values (the first such tensor); the training diverged or the file was "
+                "damaged, and such a model predicts nothing"
+            )
+
+
 def build_model_from_checkpoint(data: dict[str, Any], path: str | Path = "<checkpoint>"):
     """Build the architecture described by a validated checkpoint dict (weights not loaded yet)."""
     from cfnet.model import build_model
@@ -321,6 +390,7 @@ def load_checkpoint(path: str | Path = "default", device: str | torch.device = "
     data = read_checkpoint(resolved)
     model, cfg = build_model_from_checkpoint(data, resolved)
     check_state_dict(model.state_dict(), data["model"], resolved)
+    check_finite_weights(data["model"], resolved)
     try:
         model.load_state_dict(data["model"], strict=True)
     except RuntimeError as e:  # dtype trouble etc. that the key/shape check cannot see

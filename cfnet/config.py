@@ -384,7 +384,34 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"config key 'model.instance.num_grids': at most 5 levels (P2-P6), got {n}")
     if cfg.data.crop_size is not None and len(cfg.data.crop_size) != 2:
         raise ConfigError(f"config key 'data.crop_size': expected [h, w], got {cfg.data.crop_size}")
+    _check_solver_ranges(cfg)
     return cfg
+
+
+# (key, smallest allowed value): a 0 period divides by zero, 0 iterations train nothing.
+_SOLVER_MINIMUM = {
+    "solver.max_iters": 1,
+    "solver.batch_size": 1,
+    "solver.checkpoint_period": 1,
+    "solver.log_period": 1,
+    "solver.warmup_iters": 0,
+    "data.num_workers": 0,
+}
+
+
+def _check_solver_ranges(cfg: Config) -> None:
+    for key, low in _SOLVER_MINIMUM.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value < low:
+            raise ConfigError(f"config key {key!r}: must be >= {low}, got {value}")
+    s = cfg.solver
+    if s.base_lr < 0:
+        raise ConfigError(f"config key 'solver.base_lr': must be >= 0, got {s.base_lr}")
+    if s.clip_grad_norm is not None and s.clip_grad_norm <= 0:
+        raise ConfigError(
+            f"config key 'solver.clip_grad_norm': must be > 0 (or null = off), got {s.clip_grad_norm}"
+        )
 
 
 def config_kwargs(target: Callable[..., Any], *sections: Any) -> dict[str, Any]:

@@ -74,8 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from cfnet.config import ConfigError, get_config
     from cfnet.model import build_model
+    from cfnet.panoptic_io import check_output_file, describe_os_error
 
     try:
+        if args.json is not None:
+            check_output_file(args.json, "--json")  # before any work
         cfg = get_config(args.preset, args.overrides)
         model = build_model(cfg)
     except (ConfigError, ValueError, FileNotFoundError) as e:
@@ -87,7 +90,10 @@ def main(args: argparse.Namespace) -> int:
     print()
     print(cfg.to_yaml(), end="")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"params": counts, "config": cfg.to_dict()}, indent=2))
+        try:
+            args.json.write_text(json.dumps({"params": counts, "config": cfg.to_dict()}, indent=2))
+        except OSError as e:
+            print(f"cfnet info: --json: cannot write {describe_os_error(e)}", file=sys.stderr)
+            return 1
         print(f"wrote {args.json}")
     return 0

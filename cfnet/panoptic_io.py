@@ -103,6 +103,64 @@ def png_size(path: str | os.PathLike) -> tuple[int, int]:
     return h, w
 
 
+class OutputPathError(ValueError):
+    """An output path cannot be written (under a file, a read-only folder, ...); names the path."""
+
+
+def describe_os_error(e: OSError) -> str:
+    """``PATH: reason`` of an OSError (its own message when it names no file)."""
+    if e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
+
+
+def prepare_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create folder ``path`` (and its parents) and check that files can be written into it.
+
+    Raises :class:`OutputPathError` naming ``what`` (e.g. ``--out``) and the path otherwise.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{what} {path}: is a file, expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputPathError(f"{what} {path}: cannot create the folder, a file is in the way") from None
+    except NotADirectoryError:
+        raise OutputPathError(f"{what} {path}: cannot create the folder, it would be under a file") from None
+    except OSError as e:
+        raise OutputPathError(f"{what} {path}: cannot create the folder ({e.strerror or e})") from None
+    _probe_writable(path, what, path)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Check that file ``path`` can be written (creating its parent folders); OutputPathError if not."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{what} {path}: is a folder, expected a file name")
+    try:
+        prepare_output_dir(path.parent, what)
+    except OutputPathError:
+        raise OutputPathError(
+            f"{what} {path}: its folder {path.parent} cannot be created or written"
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputPathError(f"{what} {path}: the file is not writable")
+    return path
+
+
+def _probe_writable(folder: Path, what: str, shown: Path) -> None:
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+    except OSError as e:
+        raise OutputPathError(f"{what} {shown}: the folder is not writable ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def dump_json(obj: object, path: str | os.PathLike) -> None:
     """JSON with fixed key order and separators, so a rerun writes the same bytes."""
     path = Path(path)

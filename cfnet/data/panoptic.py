@@ -19,8 +19,10 @@ is given (then every category id in the JSON must be one of them, with the same 
 
 Bad data is an error that names the file and the problem, never a silent skip: the JSON's fields
 are checked when the dataset is built; an item's files (image present and decodable, PNG ids equal
-to ``segments_info`` ids, sizes equal) when it is loaded; :meth:`PanopticDataset.validate` loads
-every item up front. EXIF orientation is not applied: COCO's panoptic PNGs are aligned with the
+to ``segments_info`` ids, sizes equal) when it is loaded; :meth:`PanopticDataset.check_files`
+checks every item cheaply up front (files there, header sizes, nothing listed twice; what ``cfnet
+train`` and ``cfnet eval`` do first) and :meth:`PanopticDataset.validate` decodes every item.
+EXIF orientation is not applied: COCO's panoptic PNGs are aligned with the
 stored pixel grid.
 """
 
@@ -35,11 +37,21 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from cfnet.categories import IGNORE_INDEX, Categories
 from cfnet.panoptic_io import PanopticFormatError, check_segments, read_panoptic_png
+
+
+class CategoryMismatch(PanopticFormatError):
+    """A split's categories are not those a model (or the caller) expects.
+
+    ``json_path`` and ``json_categories`` (the split's own :class:`Categories`) let the caller say
+    which data sets clash."""
+
+    def __init__(self, message: str, json_path: Path | None = None, json_categories: Any = None):
+        super().__init__(message)
+        self.json_path, self.json_categories = json_path, json_categories
 
 
 class SplitPaths(NamedTuple):
@@ -306,25 +318,12 @@ def load_panoptic_json(path: str | os.PathLike) -> dict:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file; grayscale / palette / RGBA / 16-bit converted to RGB.
-    A missing or undecodable (e.g. truncated) file is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found")
-    try:
-        with Image.open(path) as im:
-            im.load()  # a truncated file fails here
-            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                arr = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            if im.mode in ("I", "F"):
-                arr = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            if im.mode == "P" and "transparency" in im.info:
-                im = im.convert("RGBA")  # Pillow warns when a transparent palette goes straight to RGB
-            return np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise PanopticFormatError(f"{path}: cannot decode image ({e})") from e
+    """(H, W, 3) uint8 RGB of an image file, by :func:`cfnet.image_io.read_rgb` (the reader the
+    command line and the demo use too: grayscale / palette / alpha / 16-bit / float converted).
+    A missing, undecodable (e.g. truncated) or oversized file is an error naming it."""
+    from cfnet.image_io import read_rgb
+
+    return read_rgb(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,14 +358,18 @@ class PanopticDataset(torch.utils.data.Dataset):
         else:
             for rec in json_cats.records:
                 if rec["id"] not in categories:
-                    raise PanopticFormatError(
+                    raise CategoryMismatch(
                         f"{self.json_path}: category id {rec['id']} ({rec['name']!r}) is not one of the "
-                        f"given categories ({categories.num_classes} classes)"
+                        f"given categories ({categories.num_classes} classes)",
+                        self.json_path,
+                        json_cats,
                     )
                 if categories.is_thing(categories.contiguous(rec["id"])) != bool(rec["isthing"]):
-                    raise PanopticFormatError(
+                    raise CategoryMismatch(
                         f"{self.json_path}: category id {rec['id']} ({rec['name']!r}) has isthing="
-                        f"{rec['isthing']}, but the given categories disagree"
+                        f"{rec['isthing']}, but the given categories disagree",
+                        self.json_path,
+                        json_cats,
                     )
         self.categories = categories
         self.transforms = transforms
@@ -463,6 +466,60 @@ class PanopticDataset(torch.utils.data.Dataset):
             "crowd_labels": crowd_labels,
             "sem_seg": torch.from_numpy(sem_lut[inverse]),
         }
+
+    def check_files(self, progress: bool = False) -> None:
+        """Cheap up-front check of the whole split, without decoding any image: every image and
+        PNG is there, its header size is the JSON's (and within the pixel limit), and no image or
+        PNG file is listed twice. One error listing every problem found (up to 20); image ids and
+        the JSON's fields were checked when the dataset was built. :meth:`validate` decodes."""
+        from cfnet.image_io import image_size
+
+        errors: list[str] = []
+        images: dict[str, Any] = {}
+        pngs: dict[str, Any] = {}
+        for i in tqdm(range(len(self)), desc=f"checking {self.json_path.name}", disable=not progress):
+            image_rec, ann = self._items[i]
+            listed = ((images, image_rec["file_name"], "image"), (pngs, ann["file_name"], "PNG"))
+            for seen, name, what in listed:
+                if name in seen:
+                    errors.append(
+                        f"{what} file {name!r} is listed twice (image ids {seen[name]!r} and "
+                        f"{image_rec['id']!r})"
+                    )
+                seen.setdefault(name, image_rec["id"])
+            size = (int(image_rec["height"]), int(image_rec["width"]))
+            for path, what in ((self.image_dir / image_rec["file_name"], "image"),
+                               (self.png_dir / ann["file_name"], "panoptic PNG")):  # fmt: skip
+                try:
+                    h, w = image_size(path)
+                except FileNotFoundError:
+                    errors.append(f"{path}: {what} not found")
+                    continue
+                except (OSError, ValueError) as e:
+                    errors.append(str(e))
+                    continue
+                if (h, w) != size:
+                    errors.append(
+                        f"{path}: size {w}x{h} differs from the JSON's width x height {size[1]}x{size[0]}"
+                    )
+                elif what == "image":
+                    from cfnet.image_io import check_pixel_limit
+
+                    try:
+                        check_pixel_limit((h, w), str(path))
+                    except ValueError as e:
+                        errors.append(str(e))
+        if len(errors) == 1:
+            raise PanopticFormatError(
+                f"{self.json_path}: {errors[0]} (the split is checked before any work; skip with "
+                "--no-check-data)"
+            )
+        if errors:
+            more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+            raise PanopticFormatError(
+                f"{self.json_path}: {len(errors)} problems found in the split (checked before any "
+                "work; skip with --no-check-data):\n  " + "\n  ".join(errors[:20]) + more
+            )
 
     def validate(self, progress: bool = True) -> None:
         """Load and check every item now; one error listing every bad file (up to 20)."""

@@ -44,16 +44,20 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = True,
     split: str | None = None,
+    check_data: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a CFNet on a COCO-panoptic split; writes predictions + metrics to ``out_dir``.
 
     ``split_dir`` is anything :class:`cfnet.data.PanopticDataset` accepts (a split folder, a
     panoptic JSON, or a dataset root with ``split``). Returns the metrics dict (percent). The
-    model's train/eval mode is restored afterwards.
+    model's train/eval mode is restored afterwards. With ``check_data`` the whole split is checked
+    cheaply first (files there, header sizes, nothing listed twice), so a bad item fails before any
+    work rather than when it is reached.
     """
     from tqdm.auto import tqdm
 
     from cfnet.data import PanopticDataset
+    from cfnet.data.panoptic import CategoryMismatch
     from cfnet.evaluation import (
         MaskAPEvaluator,
         SemanticEvaluator,
@@ -61,13 +65,18 @@ def evaluate(
         write_panoptic_predictions,
     )
     from cfnet.evaluation.touching import TouchingThingsEvaluator
+    from cfnet.panoptic_io import prepare_output_dir
 
     categories = model.categories
-    dataset = PanopticDataset(split_dir, split=split, categories=categories)  # original resolution
+    try:
+        dataset = PanopticDataset(split_dir, split=split, categories=categories)  # original resolution
+    except CategoryMismatch as e:
+        raise CategoryMismatch(category_clash_message(model, e), e.json_path, e.json_categories) from None
     if len(dataset) == 0:
         raise ValueError(f"{dataset.json_path}: the split holds no images")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if check_data:
+        dataset.check_files(progress=progress)
+    out_dir = prepare_output_dir(out_dir, "output folder")
     semantic = SemanticEvaluator(categories.num_classes, class_names=[r["name"] for r in categories.records])
     mask_ap = MaskAPEvaluator(categories)
     touching = TouchingThingsEvaluator()
@@ -149,6 +158,27 @@ def stuff_confusion(confusion: torch.Tensor, categories: Any) -> dict[str, dict[
     return out
 
 
+def _names(categories, n: int = 4) -> str:
+    names = [r["name"] for r in categories.records]
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
+def category_clash_message(model: torch.nn.Module, error: Exception) -> str:
+    """The split's categories are not the model's: say which data set each comes from."""
+    cats = model.categories
+    cfg = getattr(model, "cfg", None)
+    spec = cfg.model.categories if cfg is not None else "?"
+    theirs = getattr(error, "json_categories", None)
+    split = getattr(error, "json_path", None) or "the split"
+    split_desc = f"{theirs.num_classes} classes: {_names(theirs)}" if theirs is not None else "other classes"
+    return (
+        f"the checkpoint was trained on the {spec!r} categories "
+        f"({cats.num_classes} classes: {_names(cats)}), "
+        f"but the split {split} has its own ({split_desc}); evaluate a checkpoint on data of the set "
+        f"it was trained on ({error})"
+    )
+
+
 def _json_safe(obj: Any) -> Any:
     # NaN (e.g. mask AP of a split without things) is not valid JSON: write null.
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -188,24 +218,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="also write the metrics JSON to this file")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-check-data",
+        action="store_true",
+        help="skip the up-front check of the split's files (for very large data sets)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     from cfnet.checkpoint import CheckpointError, load_checkpoint
     from cfnet.engine.train import resolve_device
+    from cfnet.panoptic_io import check_output_file, describe_os_error, prepare_output_dir
 
     try:
+        prepare_output_dir(args.out, "--out")  # before any work: a bad path fails at once
+        if args.json:
+            check_output_file(args.json, "--json")
         device = resolve_device(args.device)
         model, _, _ = load_checkpoint(args.checkpoint, device=device)
         metrics = evaluate(
-            model, args.data, args.out, device=device, progress=not args.no_progress, split=args.split
-        )
+            model, args.data, args.out, device=device, progress=not args.no_progress, split=args.split,
+            check_data=not args.no_check_data,
+        )  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"cfnet eval: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a write that failed mid-way (disk full, ...)
+        print(f"cfnet eval: cannot write {describe_os_error(e)}", file=sys.stderr)
+        return 1
     print(format_table(metrics))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+        try:
+            Path(args.json).write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+        except OSError as e:
+            print(f"cfnet eval: --json: cannot write {describe_os_error(e)}", file=sys.stderr)
+            return 1
     return 0

@@ -15,12 +15,13 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cfnet.checkpoint import atomic_save, read_checkpoint
+from cfnet.checkpoint import atomic_save, check_finite_weights, read_checkpoint
 from cfnet.config import Config
 
 __all__ = ["export_run"]
@@ -56,6 +57,7 @@ def export_run(
     if not final.is_file():
         raise FileNotFoundError(f"{final}: no final checkpoint in run folder {run} (did training finish?)")
     data = read_checkpoint(final)
+    check_finite_weights(data["model"], final)
     cfg = Config.from_dict(data["config"])
     release = {
         key: data[key] for key in ("format", "version", "config", "categories", "iteration")
@@ -105,7 +107,13 @@ def main(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
-    card = export_run(args.run, args.out, half=not args.float32, data_info=info)
+    from cfnet.checkpoint import CheckpointError
+
+    try:
+        card = export_run(args.run, args.out, half=not args.float32, data_info=info)
+    except (CheckpointError, OSError, ValueError) as e:
+        print(f"cfnet export: {e}", file=sys.stderr)
+        return 2
     m = card["metrics"] or {}
     print(f"wrote {args.out} ({card['file_size_bytes'] / 1e6:.1f} MB) and its card")
     if m:

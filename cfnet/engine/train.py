@@ -44,6 +44,9 @@ What the loop does and why:
 * ``--resume`` continues from ``RUN/last.pt``: weights, optimiser, scheduler, scaler, RNG states
   and the data position, so 2 + 2 iterations equal 4 straight. The model part of the config must
   match the checkpoint's; other differences are reported (``solver.max_iters`` may grow freely).
+  A ``last.pt`` already at ``solver.max_iters`` trains no further but writes what a crash after
+  it may have cost (``model_final.pt``, the final evaluation); a weights-only file (a final or
+  exported checkpoint) is refused, as it holds no optimiser state.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from cfnet.checkpoint import (
     CheckpointError,
     check_state_dict,
     read_checkpoint,
+    remove_stale_temp_files,
     save_checkpoint,
     set_rng_state,
 )
@@ -296,6 +300,7 @@ def train(
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
     evaluate_val: bool = True,
+    check_data: bool = True,
 ) -> dict[str, Any]:
     """Train ``cfg`` on ``data_dir`` (``train/`` [+ ``val/``] or one split folder) into ``out_dir``.
 
@@ -304,6 +309,8 @@ def train(
     rank 0, e.g. for a live plot. Returns ``{"iteration", "last_checkpoint", "final_checkpoint",
     "metrics" (the last record), "eval" (val metrics or None), "out_dir"}``.
     Raises :class:`TrainingDiverged` on a non-finite loss or gradient (``last.pt`` is left as is).
+    With ``check_data`` the training split (and the val split, if it will be evaluated) is checked
+    cheaply before the first iteration: files there, header sizes, nothing listed twice.
     """
     cfg = validate(cfg)
     out_dir = Path(out_dir)
@@ -315,14 +322,14 @@ def train(
         own_group = True
     try:
         return _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
-                      evaluate_val)
+                      evaluate_val, check_data)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
-           evaluate_val) -> dict[str, Any]:
+           evaluate_val, check_data=True) -> dict[str, Any]:
     from cfnet.data import PanopticDataset, build_transforms, collate
     from cfnet.model import build_model
 
@@ -343,6 +350,7 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
     if resume:
         if last_path.is_file():
             ckpt = read_checkpoint(last_path)
+            _check_training_state(ckpt, last_path)
             _check_resume_config(cfg, ckpt, last_path, main_proc)
         elif main_proc:
             print(f"--resume: {last_path} does not exist yet; starting from iteration 0", file=sys.stderr)
@@ -351,6 +359,8 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
             f"{out_dir} already holds a run ({last_path}); pass --resume to continue it, or choose "
             "another --out"
         )
+    if main_proc:
+        remove_stale_temp_files(out_dir)  # left by a write that was killed (atomic_save's temp names)
 
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
     torch.manual_seed(cfg.seed)
@@ -390,6 +400,10 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
     dataset = PanopticDataset(train_dir, categories=categories, transforms=build_transforms(cfg, train=True))
     if len(dataset) == 0:
         raise FileNotFoundError(f"--data {train_dir}: the split holds no images")
+    if check_data:  # a bad item found now, not when the sampler first draws it
+        dataset.check_files(progress=progress and main_proc)
+        if evaluate_val and val_dir is not None:
+            PanopticDataset(val_dir, categories=categories).check_files(progress=progress and main_proc)
     sampler = InfiniteShardSampler(
         len(dataset), seed=cfg.seed, total_batch=s.batch_size, rank=rank, world_size=world,
         start_iter=start_iter,
@@ -417,8 +431,23 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
         "out_dir": str(out_dir),
     }
     if start_iter >= s.max_iters:
+        # A crash after the last last.pt may have cost model_final.pt and the final evaluation.
+        write_final = _final_missing(final_path, start_iter)
+        stale_eval = write_final or _older(out_dir / "eval.json", final_path)
+        run_eval = evaluate_val and val_dir is not None and stale_eval
         if main_proc:
-            print(f"{last_path} is at iteration {start_iter} >= solver.max_iters {s.max_iters}: done already")
+            where = f"{last_path} is at iteration {start_iter} >= solver.max_iters {s.max_iters}"
+            if write_final or run_eval:
+                todo = [final_path.name] if write_final else []
+                todo += ["the final evaluation"] if run_eval else []
+                print(f"{where}: training is done; writing what the run is missing: {' and '.join(todo)}")
+            else:
+                print(f"{where}: done already")
+        if write_final or run_eval:
+            _finish(model, cfg, out_dir, final_path, start_iter, val_dir if run_eval else None, device,
+                    progress, main_proc, write_final, result)
+        if world > 1:
+            dist.barrier()
         return result
 
     bar = None
@@ -527,19 +556,57 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
         del data_iter
 
     result["last_checkpoint"] = str(last_path)
-    if main_proc:
-        save_checkpoint(final_path, model=model, cfg=cfg, iteration=result["iteration"])
-        result["final_checkpoint"] = str(final_path)
-        if evaluate_val and val_dir is not None:
-            from cfnet.engine.evaluate import evaluate
-
-            model.eval()
-            metrics = evaluate(model, val_dir, out_dir / "eval", device=str(device), progress=progress)
-            (out_dir / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            result["eval"] = metrics
+    _finish(model, cfg, out_dir, final_path, result["iteration"], val_dir if evaluate_val else None, device,
+            progress, main_proc, True, result)
     if world > 1:
         dist.barrier()
     return result
+
+
+def _finish(model, cfg, out_dir, final_path, iteration, val_dir, device, progress, main_proc, write_final,
+            result) -> None:
+    """The end of a run: ``model_final.pt`` (weights + config) and the evaluation on ``val_dir``."""
+    if not main_proc:
+        return
+    if write_final:
+        save_checkpoint(final_path, model=model, cfg=cfg, iteration=iteration)
+    result["final_checkpoint"] = str(final_path)
+    if val_dir is not None:
+        from cfnet.engine.evaluate import evaluate
+
+        model.eval()
+        metrics = evaluate(  # (the split was checked when the run started)
+            model, val_dir, out_dir / "eval", device=str(device), progress=progress, check_data=False
+        )
+        (out_dir / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        result["eval"] = metrics
+
+
+def _final_missing(final_path: Path, iteration: int) -> bool:
+    """True unless ``final_path`` is a readable checkpoint of ``iteration``."""
+    if not final_path.is_file():
+        return True
+    try:
+        return int(read_checkpoint(final_path).get("iteration", -1)) != iteration
+    except CheckpointError:
+        return True
+
+
+def _older(path: Path, than: Path) -> bool:
+    """True when ``path`` is missing or older than ``than`` (a stale evaluation)."""
+    if not path.is_file():
+        return True
+    return than.is_file() and path.stat().st_mtime_ns < than.stat().st_mtime_ns
+
+
+def _check_training_state(ckpt: dict, path: Path) -> None:
+    missing = [k for k in ("optimizer", "scheduler", "rng") if ckpt.get(k) is None]
+    if missing:
+        raise CheckpointError(
+            f"--resume: {path} holds weights only and no optimiser state ({', '.join(missing)} missing): "
+            "it is a final or exported checkpoint, not a training state, so the run cannot continue from it; "
+            "start a new run with another --out"
+        )
 
 
 def _kept(last_path: Path, last_good: int | None) -> str:
@@ -590,6 +657,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation on DIR/val at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-check-data",
+        action="store_true",
+        help="skip the up-front check of the splits' files (for very large data sets)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
 
@@ -602,7 +674,7 @@ def main(args: argparse.Namespace) -> int:
             apply_overrides(cfg, [f"solver.max_iters={args.max_iters}"])
         result = train(
             cfg, args.data, args.out, resume=args.resume, device=args.device,
-            progress=not args.no_progress, evaluate_val=not args.no_eval,
+            progress=not args.no_progress, evaluate_val=not args.no_eval, check_data=not args.no_check_data,
         )
     except TrainingDiverged as e:
         if _dist_env()[0] == 0:
@@ -611,6 +683,9 @@ def main(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"cfnet train: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only run folder, ...: one line (the last good last.pt is kept)
+        print(f"cfnet train: {e}", file=sys.stderr)
+        return 1
     if _dist_env()[0] == 0:
         print(f"done: iteration {result['iteration']}, checkpoints in {result['out_dir']}")
         if result["eval"]:

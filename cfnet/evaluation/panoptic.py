@@ -21,6 +21,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -30,6 +31,27 @@ from cfnet.panoptic_io import PanopticFormatError, dump_json, png_size, write_pa
 
 PQ_KEYS = ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st")
 IMAGES_PER_WORKER = 100  # below this, a worker process costs more than it saves
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".") or "image"
+
+
+def _png_name(image_id, file_name: str, taken: set[str]) -> str:
+    """A name for the PNG of one image, unique among ``taken`` (which it joins).
+
+    The image's stem (COCO's convention) while no earlier image has it; otherwise the image's full
+    relative path, then its id: ``x.png`` and ``x.jpg`` (or ``a/x.png`` and ``b/x.png``) are
+    different images with one stem, and must not overwrite each other's predictions.
+    """
+    candidates = [Path(file_name).stem + ".png", _safe(file_name) + ".png", f"id-{_safe(str(image_id))}.png"]
+    name = next((c for c in candidates if c not in taken), None)
+    k = 1
+    while name is None:
+        name = f"id-{_safe(str(image_id))}_{k}.png"
+        name, k = (name if name not in taken else None), k + 1
+    taken.add(name)
+    return name
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -43,8 +65,9 @@ def write_panoptic_predictions(
 ) -> tuple[Path, Path]:
     """Write COCO panoptic results to ``out_dir/panoptic/*.png`` and ``out_dir/panoptic.json``.
 
-    Each prediction is a dict with ``image_id``, ``file_name`` (the image's; the PNG gets its stem +
-    ``.png``), ``panoptic_seg`` ((H, W) integer ids, 0 = void; tensor or array) and ``segments_info``
+    Each prediction is a dict with ``image_id``, ``file_name`` (the image's, listed once; the PNG
+    gets its stem + ``.png``, or a longer unique name when an earlier image had that stem),
+    ``panoptic_seg`` ((H, W) integer ids, 0 = void; tensor or array) and ``segments_info``
     (``{id, category_id, isthing, score[, area]}``, dataset category ids). ``area`` is recomputed
     from the map; segments with no pixel left are dropped (they predict nothing); a non-zero id in
     the map without a ``segments_info`` entry, or an unknown category id, is an error.
@@ -56,6 +79,8 @@ def write_panoptic_predictions(
     png_dir.mkdir(parents=True, exist_ok=True)
     annotations, images = [], []
     seen: set = set()
+    png_names: set[str] = set()
+    file_names: dict[str, object] = {}
     for n, pred in enumerate(predictions):
         for key in ("image_id", "file_name", "panoptic_seg", "segments_info"):
             if key not in pred:
@@ -65,6 +90,13 @@ def write_panoptic_predictions(
         if image_id in seen:
             raise ValueError(f"prediction #{n}: image_id {image_id!r} predicted twice")
         seen.add(image_id)
+        file_name = str(pred["file_name"])
+        if file_name in file_names:
+            raise ValueError(
+                f"prediction #{n}: image file {file_name!r} appears twice (image ids "
+                f"{file_names[file_name]!r} and {image_id!r}); each image must be listed once"
+            )
+        file_names[file_name] = image_id
         pan = _to_numpy(pred["panoptic_seg"]).astype(np.int64)
         if pan.ndim != 2:
             raise ValueError(f"prediction for image {image_id}: panoptic_seg must be (H, W), got {pan.shape}")
@@ -97,7 +129,7 @@ def write_panoptic_predictions(
                 f"prediction for image {image_id}: segment ids {missing[:10]} are in panoptic_seg but not in "
                 "segments_info"
             )
-        png_name = Path(str(pred["file_name"])).stem + ".png"
+        png_name = _png_name(image_id, file_name, png_names)
         write_panoptic_png(png_dir / png_name, pan)
         annotations.append({"image_id": image_id, "file_name": png_name, "segments_info": segments})
         images.append(
