@@ -207,3 +207,17 @@ def test_ddp_two_gloo_processes_equal_one_process_with_double_batch(shapes, tmp_
     # Only rank 0 wrote: one log line per logged iteration, not two.
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 1
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["extra"]["world_size"] == 2
+
+
+def test_resume_accepts_a_checkpoint_written_before_a_config_key_existed(tmp_path):
+    """A key added later (here model.backbone.name) takes its default: no false 'config differs'."""
+    from cfnet.checkpoint import CheckpointError
+    from cfnet.engine.train import _check_resume_config
+
+    cfg = cfnet.get_config("shapes-tiny")
+    old = cfg.to_dict()
+    del old["model"]["backbone"]["name"]
+    _check_resume_config(cfg, {"config": old}, tmp_path / "last.pt", main_proc=True)
+    changed = cfnet.get_config("shapes-tiny", ["model.semantic.module=none"])
+    with pytest.raises(CheckpointError, match="model.semantic.module"):
+        _check_resume_config(changed, {"config": old}, tmp_path / "last.pt", main_proc=True)

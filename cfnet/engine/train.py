@@ -631,7 +631,13 @@ def _trim_metrics(path: Path, keep_upto: int | None) -> None:
 
 
 def _check_resume_config(cfg: Config, ckpt: dict, path: Path, main_proc: bool) -> None:
-    diff = _config_diff(cfg.to_dict(), ckpt["config"])
+    # Fill keys added since the checkpoint was written with their defaults (a run saved before
+    # model.backbone.name existed was a ResNet run), so only real differences count.
+    try:
+        saved = Config.from_dict(ckpt["config"]).to_dict()
+    except ValueError as e:
+        raise CheckpointError(f"--resume: {path} holds a config this version cannot read ({e})") from None
+    diff = _config_diff(cfg.to_dict(), saved)
     model_diff = [k for k in diff if k.startswith("model.")]
     if model_diff:
         raise CheckpointError(
