@@ -4,11 +4,17 @@ Quick mode (``CFNET_QUICK=1``) shortens every data set, training run and benchma
 five together take a few minutes on a 2-core CPU. The kernel is the ``python3`` kernel of the
 interpreter running pytest (ipykernel is installed with jupyterlab), so the notebooks see the same
 ``cfnet`` as the tests; nothing is registered globally.
+
+Each notebook is executed once (CI time matters): the same run is saved the way an executed copy
+is saved (without widget state) and its outputs are checked for what a reader sees when the copy
+is reopened without a kernel.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from pathlib import Path
 from queue import Empty
@@ -25,6 +31,12 @@ EXPECTED = [
     "05_ablations.ipynb",
 ]
 CELL_TIMEOUT_S = 600
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+MAX_OUTPUT_BYTES = 1_000_000
+# A widget's repr, what JupyterLab shows for a widget output without a kernel: `VBox(children=(…`,
+# `FigureWidget({…`, `IntSlider(value=0)`.
+WIDGET_REPR = re.compile(r"^\s*[A-Z]\w*\(")
 
 
 def _poll_in_slices(channel, step: float = 0.5) -> None:
@@ -65,6 +77,9 @@ def _client(nb: nbformat.NotebookNode):
         timeout=CELL_TIMEOUT_S,
         startup_timeout=300,  # a busy machine can take minutes to import ipykernel + torch
         kernel_name="python3",
+        # Executed copies are saved without widget state: it is ~5 MB of plotly.js per notebook
+        # and useless without a kernel (the static figures after each widget replace it).
+        store_widget_state=False,
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
     )
 
@@ -105,9 +120,34 @@ def test_notebook_opens_with_its_purpose_and_ends_with_findings(name):
     assert last.cell_type == "markdown" and "What we found" in last.source
 
 
+def check_saved_outputs(nb: nbformat.NotebookNode, name: str) -> None:
+    """What a reader of the saved, executed ``nb`` sees without a kernel must be readable.
+
+    Every widget output (it needs a kernel) is followed in its cell by a static plotly figure,
+    no widget output falls back to its repr, no output is over 1 MB, and no widget state is saved.
+    """
+    assert "widgets" not in nb.metadata, f"{name}: the executed copy stores widget state"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        for k, out in enumerate(outputs):
+            size = len(json.dumps(out))
+            assert size <= MAX_OUTPUT_BYTES, f"{name} cell {i} output {k}: {size / 1e6:.1f} MB"
+            data = out.get("data", {})
+            if WIDGET_MIME not in data:
+                continue
+            fallback = "".join(data.get("text/plain", ""))
+            assert fallback and not WIDGET_REPR.match(fallback), (
+                f"{name} cell {i} output {k}: widget fallback is a repr: {fallback[:80]!r}"
+            )
+            later = [o for o in outputs[k + 1 :] if PLOTLY_MIME in o.get("data", {})]
+            assert later, f"{name} cell {i} output {k}: a widget without a static plotly figure after it"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPECTED)
-def test_notebook_runs_in_quick_mode(name, monkeypatch, tmp_path):
+def test_notebook_runs_in_quick_mode_and_saves_readable_outputs(name, monkeypatch, tmp_path):
     nb = _read(name)
     # The kernel inherits this environment: quick mode, no GUI backends, temp files under tmp_path.
     monkeypatch.setenv("CFNET_QUICK", "1")
@@ -118,7 +158,18 @@ def test_notebook_runs_in_quick_mode(name, monkeypatch, tmp_path):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(NOTEBOOK_DIR.parent),
                                                                      os.environ.get("PYTHONPATH")])))
+    # A last cell, removed again before the checks: which cfnet the kernel imported (this checkout's,
+    # not another one installed in the same environment).
+    nb.cells.append(nbformat.v4.new_code_cell("import cfnet; print(cfnet.__file__)"))
     client = _client(nb)
+    start = time.monotonic()
     client.execute()  # raises CellExecutionError naming the cell on the first error
+    print(f"{name}: executed in quick mode in {time.monotonic() - start:.0f} s")
+    probe = nb.cells.pop()
+    imported = Path("".join(o.get("text", "") for o in probe.outputs).strip())
+    assert imported.resolve().is_relative_to(NOTEBOOK_DIR.parent.resolve()), imported
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    saved = tmp_path / name
+    nbformat.write(nb, saved)
+    check_saved_outputs(nbformat.read(saved, as_version=4), name)
