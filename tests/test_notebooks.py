@@ -228,3 +228,23 @@ def test_notebook_output_folders_follow_the_environment(monkeypatch, tmp_path):
     (first / "model_final.pt").write_text("earlier run")
     second = new_dir(tmp_path / "runs", "notebook-04")
     assert second.name == "notebook-04-2" and (first / "model_final.pt").read_text() == "earlier run"
+
+
+def test_live_figure_click_gives_row_and_col():
+    """The plumbing behind 02's "click a pixel": plotly's click on the image trace → (row, col)."""
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.callbacks import Points
+
+    from cfnet.notebook import LiveFigure
+
+    live = LiveFigure(go.Figure(go.Image(z=np.zeros((8, 10, 3), np.uint8))), caption="image")
+    assert live.live, "plotly widget support (anywidget) is a dependency"
+    clicks = []
+    live.on_click(lambda row, col: clicks.append((row, col)))
+    points = Points(point_inds=[[5, 7]], xs=[7], ys=[5], trace_name="", trace_index=0)
+    live.fig.data[0]._dispatch_on_click(points, None)
+    assert clicks == [(5, 7)]
+    # A redraw swaps traces and layout, and the static copy (none shown yet) does not fail.
+    live.replace(go.Figure(go.Scatter(y=[1, 2]), layout=dict(title="new")))
+    assert live.fig.layout.title.text == "new" and live.fig.data[0].type == "scatter"
