@@ -7,6 +7,8 @@ alpha, 16-bit, downscaling) are collected as warnings (the UI shows them with ``
 - :func:`segment` ``(image, checkpoint_name) -> (overlay, segments_table, semantic_map)``
 - :func:`inspect` ``(image, row, col, level, checkpoint_name) -> InspectResult`` (the highlighted
   panoptic result, six plotly figures and a Markdown summary)
+- :meth:`Demo.training_data` / :meth:`Demo.domain_note` — what a checkpoint was trained on, and a
+  warning when its classes cannot describe the image (see :meth:`Demo.domain_note` for the rule)
 
 ``image`` is a file path, a numpy array or a PIL image; ``row``/``col`` are pixels of that
 (original) image. Images whose longer side exceeds ``max_side`` are downscaled before the model
@@ -47,6 +49,11 @@ DEFAULT_CHECKPOINT_NAME = "shapes-tiny (shipped)"
 LEVEL_CHOICES = ("P2", "P3", "P4", "P5", "P6")
 TABLE_HEADERS = ["id", "category", "type", "score", "area (px)", "area (%)"]
 _CACHE_SIZE = 8
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+# Category sets of the synthetic data set. A model trained on them knows only shapes and stripe
+# bands, so on a photo it still answers "circle" or "stripes-top" — with no sign that it is guessing.
+SYNTHETIC_CATEGORY_SETS = ("shapes", "shapes-hard")
+COCO_CHECKPOINT_HINT = "cfnet demo --checkpoint-dir DIR"
 
 
 class DemoError(ValueError):
@@ -234,6 +241,30 @@ def discover_checkpoints(
 class _Loaded(NamedTuple):
     model: Any
     lock: threading.Lock
+    cfg: Any = None
+
+
+class TrainingData(NamedTuple):
+    """What a checkpoint was trained on, for the note beside the chooser."""
+
+    categories: str  # the category spec of its config ("shapes", "coco", a JSON path, …)
+    synthetic: bool  # one of SYNTHETIC_CATEGORY_SETS: the model cannot describe real photos
+    markdown: str
+
+
+def _card(checkpoint: str) -> dict:
+    """The card ``cfnet export`` writes beside a checkpoint (``X.pt`` → ``X.json``), or ``{}``."""
+    import json
+
+    from cfnet.checkpoint import DEFAULT_CHECKPOINT
+
+    path = DEFAULT_CHECKPOINT if checkpoint == "default" else Path(checkpoint)
+    card = path.with_suffix(".json")
+    try:
+        data = json.loads(card.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,11 +343,89 @@ class Demo:
                 from cfnet.config import ConfigError
 
                 try:
-                    model, _, _ = load_checkpoint(self.checkpoints[name], device=self.device)
+                    model, cfg, _ = load_checkpoint(self.checkpoints[name], device=self.device)
                 except (CheckpointError, ConfigError, OSError, ValueError, KeyError) as e:
                     raise DemoError(f"Checkpoint {name!r} cannot be used: {e}") from None
-                self._models[name] = _Loaded(model, threading.Lock())
+                self._models[name] = _Loaded(model, threading.Lock(), cfg)
             return self._models[name]
+
+    def training_data(self, name: str | None) -> TrainingData:
+        """The data set checkpoint ``name`` was trained on: from its card (``cfnet export`` writes
+        one; the shipped model's is ``cfnet/weights/shapes-tiny.json``), else from the category
+        set in the checkpoint's config (this loads the model)."""
+        name = name or self.default_checkpoint
+        if name not in self.checkpoints:
+            raise DemoError(f"unknown checkpoint {name!r}; choose one of: {', '.join(self.checkpoints)}")
+        card = _card(str(self.checkpoints[name]))
+        spec = ((card.get("config") or {}).get("model") or {}).get("categories")
+        entry = None
+        if spec is None:
+            entry = self.model(name)
+            spec = getattr(getattr(entry.cfg, "model", None), "categories", None)
+        spec = spec if isinstance(spec, str) else "custom (a list in the config)"
+        synthetic = spec in SYNTHETIC_CATEGORY_SETS
+        text = f"**Trained on:** `{spec}`"
+        if synthetic:
+            text += " — the synthetic shapes data set (`cfnet data shapes`)"
+        data = card.get("data") or {}
+        if data:
+            text += (
+                f"; {data.get('num_train', '?')} training images of {data.get('size', '?')} px, "
+                f"seed {data.get('seed', '?')}"
+            )
+        if card.get("iterations"):
+            text += f"; {card['iterations']} iterations"
+        if entry is not None:
+            names = [r["name"] for r in entry.model.categories.records]
+            shown = ", ".join(names[:12]) + (f", … ({len(names)} classes)" if len(names) > 12 else "")
+            text += f". Classes: {shown}."
+        elif card:
+            text += " (from its card)."
+        if synthetic:
+            text += (
+                " It can name only those shapes and stripe bands; for photos load a COCO-trained "
+                f"checkpoint with `{COCO_CHECKPOINT_HINT}`."
+            )
+        return TrainingData(spec, synthetic, text)
+
+    def _shapes_example_keys(self) -> set[str]:
+        """Content keys of the bundled synthetic examples (``app/examples/shapes-*.png``).
+
+        By content, not path: Gradio hands the handlers a temporary copy of an example file.
+        """
+        keys = getattr(self, "_example_keys", None)
+        if keys is None:
+            keys = set()
+            for path in sorted(EXAMPLES_DIR.glob("shapes-*.png")):
+                try:
+                    keys.add(load_image(path, self.max_side).key)
+                except DemoError:
+                    continue
+            self._example_keys = keys
+        return keys
+
+    def domain_note(self, image: Any, name: str | None) -> str:
+        """A Markdown warning when checkpoint ``name``'s classes cannot describe ``image``; else "".
+
+        The rule: a model whose category set is one of SYNTHETIC_CATEGORY_SETS (``shapes``,
+        ``shapes-hard``) warns on every image that is not one of the bundled synthetic examples
+        (``app/examples/shapes-*.png``, compared by content). It cannot tell a photo from a
+        synthetic image itself, and its answer on anything else is a shape or band name whatever
+        the image shows. Models trained on other category sets (COCO, custom) never warn.
+        """
+        info = self.training_data(name)
+        if not info.synthetic:
+            return ""
+        if self.image(image).key in self._shapes_example_keys():
+            return ""
+        return (
+            f"⚠️ **This checkpoint knows only the synthetic `{info.categories}` classes** (shapes and "
+            "stripe bands), so the labels below cannot describe this image: whatever it shows comes "
+            "back as a shape or a band. To segment photos, start the demo with a COCO-trained "
+            f"checkpoint: `{COCO_CHECKPOINT_HINT}` (a folder of `.pt` files, offered in the "
+            "checkpoint chooser). The correlation maps (click a pixel) still show what this model's "
+            "SCM and ICM compute there."
+        )
 
     def image(self, source: Any) -> LoadedImage:
         key = None
@@ -414,6 +523,9 @@ class Demo:
         highlight = highlight_segment(pred.overlay, pred.panoptic_seg, seg_id or None, point=(prow, pcol))
         figures = _figures(data, loaded)
         info = _info_markdown(data, loaded, segment, entry.model.categories, name)
+        note = self.domain_note(image, name)
+        if note:
+            info = note + "\n\n" + info
         return InspectResult(highlight, *figures, info, data)
 
 

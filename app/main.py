@@ -166,10 +166,18 @@ def build_app(
     def segment_ui(image: str | None, checkpoint: str | None):
         empty = (None,) * len(plot_names) + ("",)
         if image is None:  # cleared: empty the outputs, no error
-            return (None, None, None, None, None, *empty)
+            return ("", None, None, None, None, None, *empty)
         overlay, table, semantic = segment(image, checkpoint)
         loaded = demo_state.image(image)
-        return (loaded.to_display(overlay), table, loaded.to_display(semantic), None, None, *empty)
+        note = demo_state.domain_note(image, checkpoint)  # above the result: labels it cannot give
+        return (note, loaded.to_display(overlay), table, loaded.to_display(semantic), None, None, *empty)
+
+    def training_data_ui(checkpoint: str | None) -> str:
+        """The note beside the chooser; a checkpoint that cannot load says so there too."""
+        try:
+            return demo_state.training_data(checkpoint).markdown
+        except DemoError as e:
+            return f"**Trained on:** unknown ({e})"
 
     def inspect_ui(
         image: str | None, row: float | None, col: float | None, level: str, checkpoint: str | None
@@ -213,6 +221,7 @@ def build_app(
                     label="Checkpoint",
                     elem_id="checkpoint",
                 )
+                training_data = gr.Markdown(elem_id="checkpoint-data")
                 segment_btn = gr.Button("Segment", variant="primary", elem_id="segment-button")
                 if examples:
                     gr.Examples(
@@ -222,6 +231,7 @@ def build_app(
                         elem_id="examples",
                     )
             with gr.Column(scale=1):
+                notice = gr.Markdown(elem_id="domain-notice")
                 overlay = gr.Image(
                     label="Panoptic result — click a pixel to inspect it",
                     type="numpy",
@@ -269,9 +279,10 @@ def build_app(
             [segment_btn.click, image_in.change, checkpoint.change],
             segment_ui,
             [image_in, checkpoint],
-            [overlay, segments, semantic, row, col, *plots, info],
+            [notice, overlay, segments, semantic, row, col, *plots, info],
             **ui,
         )
+        gr.on([app.load, checkpoint.change], training_data_ui, [checkpoint], [training_data], **ui)
         inspect_btn.click(inspect_ui, [image_in, row, col, level, checkpoint], inspect_outputs, **ui)
         # Rapid clicks: only the latest pending one runs.
         overlay.select(

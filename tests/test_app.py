@@ -161,6 +161,43 @@ def test_ablation_checkpoint_shows_notes(demo):
     assert "no SCM" in r.info and "no ICM" in r.info
 
 
+def test_training_data_beside_the_chooser(demo, checkpoints):
+    info = demo.training_data("model")
+    assert info.categories == "shapes" and info.synthetic
+    assert "`shapes`" in info.markdown and handlers.COCO_CHECKPOINT_HINT in info.markdown
+    if checkpoints["model"] == "default" and (DEFAULT_CHECKPOINT.with_suffix(".json")).is_file():
+        assert "2000 training images of 128 px" in info.markdown  # from cfnet/weights/shapes-tiny.json
+    # No card beside it: the category set comes from the checkpoint's config, classes listed.
+    ablation = demo.training_data("ablation")
+    assert ablation.categories == "shapes" and "circle" in ablation.markdown
+
+
+def test_photo_on_a_shapes_model_is_flagged_above_the_result(demo, tmp_path):
+    note = demo.domain_note(str(COCO_EXAMPLE), "model")
+    assert "only the synthetic `shapes` classes" in note
+    assert "cfnet demo --checkpoint-dir DIR" in note
+    # The bundled synthetic examples are its domain, also as the temporary copy Gradio hands over.
+    assert demo.domain_note(str(SHAPES_EXAMPLE), "model") == ""
+    copy = tmp_path / "upload.png"
+    copy.write_bytes(SHAPES_EXAMPLE.read_bytes())
+    assert demo.domain_note(str(copy), "model") == ""
+    # The warning heads the inspect summary, and the correlation maps are still there.
+    r = handlers.inspect(str(COCO_EXAMPLE), 100, 200, "P3", "model")
+    assert r.info.startswith(note)
+    assert r.data["scm"] is not None and isinstance(r.scm_map, go.Figure) and len(r.scm_map.data) > 0
+
+
+def test_a_model_trained_on_other_classes_is_not_flagged(checkpoints, tmp_path):
+    # The card decides the training data (no model is loaded for it): a COCO-trained checkpoint.
+    path = tmp_path / "coco-model.pt"
+    path.write_bytes(Path(checkpoints["ablation"]).read_bytes())
+    path.with_suffix(".json").write_text('{"config": {"model": {"categories": "coco"}}}')
+    demo = handlers.Demo({"coco": str(path)})
+    info = demo.training_data("coco")
+    assert info.categories == "coco" and not info.synthetic and "`coco`" in info.markdown
+    assert demo.domain_note(str(COCO_EXAMPLE), "coco") == ""
+
+
 def test_levels_outside_a_branch_show_notes(demo):
     r = handlers.inspect(str(SHAPES_EXAMPLE), 10, 10, "P6", "model")
     assert r.data["scm"] is None and "P2, P3, P4, P5 only" in r.scm_map.layout.annotations[0].text.replace(
