@@ -38,9 +38,8 @@ MAX_OUTPUT_BYTES = 1_000_000
 # `FigureWidget({…`, `IntSlider(value=0)`.
 WIDGET_REPR = re.compile(r"^\s*[A-Z]\w*\(")
 # Notebooks whose widgets carry a short text fallback (cfnet.notebook.show_widget / LiveFigure)
-# instead of their repr. 05 is maintained separately and still falls back to reprs; the static
-# figure after each of its widgets is what keeps it readable.
-SHORT_FALLBACKS = EXPECTED[:4]
+# instead of their repr: all of them.
+SHORT_FALLBACKS = EXPECTED
 
 
 def _poll_in_slices(channel, step: float = 0.5) -> None:
