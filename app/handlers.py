@@ -13,7 +13,7 @@ alpha, 16-bit, downscaling) are collected as warnings (the UI shows them with ``
 ``image`` is a file path, a numpy array or a PIL image; ``row``/``col`` are pixels of that
 (original) image. Images whose longer side exceeds ``max_side`` are downscaled before the model
 sees them; clicks are mapped through that downscale with the pixel-centre convention of
-:mod:`cfnet.inspect`, so the point inspected is the one clicked.
+:mod:`cfnet.inspection`, so the point inspected is the one clicked.
 
 Module-level :func:`segment` / :func:`inspect` use a default :class:`Demo` (the shipped
 checkpoint); :func:`configure` replaces it, as ``cfnet demo`` does with its arguments.
@@ -286,7 +286,7 @@ class InspectResult(NamedTuple):
     icm_references: Any
     icm_curves: Any
     info: str  # Markdown summary
-    data: dict  # the raw cfnet.inspect.inspect_point result
+    data: dict  # the raw cfnet.inspection.inspect_point result
 
 
 @dataclass
@@ -458,7 +458,7 @@ class Demo:
         return self._predictions.get_or_create((name, loaded.key), run)
 
     def module_inputs(self, name: str, loaded: LoadedImage):
-        from cfnet.inspect import module_inputs
+        from cfnet.inspection import module_inputs
 
         entry = self.model(name)
         name = name or self.default_checkpoint
@@ -502,7 +502,7 @@ class Demo:
         self, image: Any, row: Any, col: Any, level: str = "P3", checkpoint_name: str | None = None
     ) -> InspectResult:
         """Correlations learned by SCM and ICM at original-image pixel ``(row, col)`` (see module doc)."""
-        from cfnet.inspect import LEVELS, inspect_point
+        from cfnet.inspection import LEVELS, inspect_point
         from cfnet.viz import highlight_segment
 
         if image is None:
@@ -585,7 +585,7 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
         )
 
     def curves(info: dict, title: str):
-        # Curves and bars come from the model's own correlation function (cfnet.inspect asked it):
+        # Curves and bars come from the model's own correlation function (cfnet.inspection asked it):
         # nothing here assumes a family.
         return correlation_curves_figure(
             info,

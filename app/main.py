@@ -13,7 +13,7 @@
 3. The same functions are an API: ``Client(url).predict(handle_file(path), api_name="/segment")``
    and ``.predict(handle_file(path), row, col, "P3", api_name="/inspect")``.
 
-The UI is a thin layer: the work is in :mod:`app.handlers`, :mod:`cfnet.inspect` and
+The UI is a thin layer: the work is in :mod:`app.handlers`, :mod:`cfnet.inspection` and
 :mod:`cfnet.viz`. User errors become ``gr.Error`` pop-ups, conversions ``gr.Warning`` ones; an
 unexpected failure is logged on the server and reported without a stack trace.
 """

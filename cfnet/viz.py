@@ -545,7 +545,7 @@ def correlation_curves_figure(
     - ``curves``: ``curve_x`` / ``curve_hor`` and ``curve_y`` / ``curve_ver``, the functions at
       the feature-map pixels (dots), and optionally ``curve_dense_x`` / ``curve_dense_hor`` /
       ``curve_dense_y`` / ``curve_dense_ver``, finer samples drawn as a line (the keys
-      :func:`cfnet.inspect.inspect_point` returns);
+      :func:`cfnet.inspection.inspect_point` returns);
     - ``parameter_groups``: one bar chart each, with ``title``, ``labels``, ``unit`` and the
       values ``hor`` / ``ver`` (the function's ``describe`` of θ; for ``dft`` amplitudes A0..AN
       and phases ψ1..ψN).

@@ -397,7 +397,7 @@ def test_a_registered_toy_function_builds_and_trains_a_shapes_tiny_model(ramp):
     torch.testing.assert_close(scm.theta.hor.bias.detach(), torch.tensor([0.0, 0.1]))
     # Inspection and drawing use the function's own names: one group of raw parameters.
     from cfnet import viz
-    from cfnet.inspect import inspect_point
+    from cfnet.inspection import inspect_point
 
     info = inspect_point(model, _scene()[0], (30, 30), "p3")["scm"]
     assert info["function"] == ramp and info["param_names"] == ["a", "b"]
@@ -418,7 +418,7 @@ def gaussian_model():
 
 
 def test_inspect_draws_a_gaussian_model_with_its_own_function(gaussian_model):
-    from cfnet.inspect import inspect_point
+    from cfnet.inspection import inspect_point
 
     image = _scene()[0]
     r = inspect_point(gaussian_model, image, (30, 30), "p3")
@@ -449,7 +449,7 @@ def test_inspect_draws_a_gaussian_model_with_its_own_function(gaussian_model):
 
 def test_demo_figures_show_the_functions_parameters(gaussian_model):
     from app import handlers
-    from cfnet.inspect import inspect_point
+    from cfnet.inspection import inspect_point
 
     image = (_scene()[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     loaded = handlers.load_image(image)
@@ -486,7 +486,7 @@ def test_viz_draws_each_function_from_theta(name):
 
 
 def test_no_fourier_specific_drawing_code_is_left():
-    import cfnet.inspect as inspect_module
+    import cfnet.inspection as inspect_module
     from cfnet import viz
 
     for gone in ("_g", "_split_theta"):

@@ -1,7 +1,7 @@
 """docs/extending.md: every recipe runs as written (its code blocks are executed here) and works.
 
 Each test executes the page's code for one part, then uses the new name through the public API
-only: a config override, training, a checkpoint, cfnet.inspect.inspect_point, the data readers,
+only: a config override, training, a checkpoint, cfnet.inspection.inspect_point, the data readers,
 cfnet.ablation. The registries are restored after each test.
 """
 
@@ -24,7 +24,7 @@ from cfnet.correlation import CORRELATION_FUNCTIONS, build_correlation_function
 from cfnet.data import LAYOUTS, PanopticDataset, collate, generate_shapes
 from cfnet.data.panoptic import split_names
 from cfnet.engine.train import resolve_splits, train
-from cfnet.inspect import inspect_point
+from cfnet.inspection import inspect_point
 from cfnet.model import build_model
 from cfnet.modules import POSITION_MODULES, SEMANTIC_MODULES
 from tests.tiny import TINY_MODEL

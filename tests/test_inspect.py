@@ -1,4 +1,4 @@
-"""cfnet.inspect: coordinate mapping (pixel centres) and per-pixel SCM / ICM data vs the modules."""
+"""cfnet.inspection: coordinate mapping (pixel centres) and per-pixel SCM / ICM data vs the modules."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 import cfnet
 from cfnet.correlation import correlation_1d
-from cfnet.inspect import (
+from cfnet.inspection import (
     Geometry,
     cell_centres,
     feature_cell,
