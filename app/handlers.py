@@ -29,13 +29,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from cfnet import image_io
 from cfnet.image_io import ImageReadError
+
+if TYPE_CHECKING:  # cfnet.inspection imports torch; the app loads it lazily
+    from cfnet.inspection import CorrelationView, PointInspection
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +289,7 @@ class InspectResult(NamedTuple):
     icm_references: Any
     icm_curves: Any
     info: str  # Markdown summary
-    data: dict  # the raw cfnet.inspection.inspect_point result
+    data: PointInspection  # what cfnet.inspection.inspect_point returned (typed SCM / ICM views)
 
 
 @dataclass
@@ -555,7 +558,7 @@ def _check_pixel(row: Any, col: Any, size: tuple[int, int]) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
+def _figures(data: PointInspection, loaded: LoadedImage) -> tuple[Any, ...]:
     from cfnet.viz import (
         axial_weights_figure,
         correlation_curves_figure,
@@ -564,47 +567,47 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
         reference_grid_figure,
     )
 
-    level = data["level"].upper()
-    point = data["point"]
+    level = data.level.upper()
+    point = data.point
     extent = loaded.original_size
     background = loaded.array
 
-    def heatmap(info: dict, title: str, references: bool = False):
-        vr, vc = info["valid_size"]
+    def heatmap(view: CorrelationView, title: str, references: bool = False):
+        vr, vc = view.valid_size
         refs = None
         if references:
-            refs = (info["reference_ys_image"], info["reference_xs_image"])
+            refs = (view.reference_ys_image, view.reference_xs_image)
         return correlation_heatmap_figure(
-            info["correlation_map"][:vr, :vc],
+            view.correlation_map[:vr, :vc],
             image=background,
             point=point,
             title=title,
-            cell_size=info["stride"],
+            cell_size=view.stride,
             extent=extent,
             references=refs,
         )
 
-    def curves(info: dict, title: str):
+    def curves(view: CorrelationView, title: str):
         # Curves and bars come from the model's own correlation function (cfnet.inspection asked it):
         # nothing here assumes a family.
         return correlation_curves_figure(
-            info,
-            info["parameter_groups"],
-            point=info["feature_point"],
-            stride=info["stride"],
-            title=f"{title} ({info['function']})",
-            function_label=info["function_label"],
+            view.curves,
+            view.parameter_groups,
+            point=view.feature_point,
+            stride=view.stride,
+            title=f"{title} ({view.function})",
+            function_label=view.function_label,
         )
 
-    scm, icm = data["scm"], data["icm"]
+    scm, icm = data.scm, data.icm
     if scm is not None:
-        ys, xs = scm["cell_centres"]
-        fi, fj = scm["feature_point"]
+        ys, xs = scm.cell_centres
+        fi, fj = scm.feature_point
         scm_figs = (
-            heatmap(scm, f"SCM: cor₂d(u, ·) at {level} ({scm['feature_size'][0]}×{scm['feature_size'][1]})"),
+            heatmap(scm, f"SCM: cor₂d(u, ·) at {level} ({scm.feature_size[0]}×{scm.feature_size[1]})"),
             axial_weights_figure(
-                scm["row_weights"],
-                scm["col_weights"],
+                scm.row_weights,
+                scm.col_weights,
                 row_positions=xs,
                 col_positions=ys,
                 point=(ys[fi], xs[fj]),
@@ -616,24 +619,24 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
             ),
         )
     else:
-        note = data["scm_note"] or "No SCM data."
+        note = data.scm_note or "No SCM data."
         scm_figs = (
             note_figure(note, "SCM: cor₂d(u, ·)"),
             note_figure(note, "SCM: Eq. 9 weights"),
             note_figure(note, "SCM: correlation functions"),
         )
     if icm is not None:
-        refs = icm["references"]
+        refs = icm.references
         icm_figs = (
             heatmap(
                 icm,
-                f"ICM: cor₂d(u, ·) at {level} ({icm['feature_size'][0]}×{icm['feature_size'][1]})",
+                f"ICM: cor₂d(u, ·) at {level} ({icm.feature_size[0]}×{icm.feature_size[1]})",
                 references=True,
             ),
             reference_grid_figure(
                 refs,
-                icm["reference_ys_image"],
-                icm["reference_xs_image"],
+                icm.reference_ys_image,
+                icm.reference_xs_image,
                 image=background,
                 extent=extent,
                 point=point,
@@ -648,7 +651,7 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
             ),
         )
     else:
-        note = data["icm_note"] or "No ICM data."
+        note = data.icm_note or "No ICM data."
         icm_figs = (
             note_figure(note, "ICM: cor₂d(u, ·)"),
             note_figure(note, "ICM: reference points"),
@@ -657,8 +660,10 @@ def _figures(data: dict, loaded: LoadedImage) -> tuple[Any, ...]:
     return scm_figs + icm_figs
 
 
-def _info_markdown(data: dict, loaded: LoadedImage, segment: dict | None, categories: Any, name: str) -> str:
-    row, col = data["point"]
+def _info_markdown(
+    data: PointInspection, loaded: LoadedImage, segment: dict | None, categories: Any, name: str
+) -> str:
+    row, col = data.point
     (oh, ow), (h, w) = loaded.original_size, loaded.size
     lines = [f"**Pixel** row {row}, col {col} of the image ({ow} wide × {oh} high; checkpoint *{name}*)."]
     if loaded.downscaled:
@@ -672,21 +677,24 @@ def _info_markdown(data: dict, loaded: LoadedImage, segment: dict | None, catego
             f"**Segment:** {categories.name(cat)} ({kind}), id {segment['id']}, "
             f"score {float(segment['score']):.3f}, area {int(segment['area'])} px."
         )
-    level = data["level"].upper()
-    for key, label in (("scm", "SCM"), ("icm", "ICM")):
-        info = data[key]
-        if info is None:
-            lines.append(f"**{label}:** {data[key + '_note']}")
+    level = data.level.upper()
+    views: tuple[tuple[str, CorrelationView | None, str | None], ...] = (
+        ("SCM", data.scm, data.scm_note),
+        ("ICM", data.icm, data.icm_note),
+    )
+    for label, view, note in views:
+        if view is None:
+            lines.append(f"**{label}:** {note}")
             continue
-        fh, fw = info["feature_size"]
-        fi, fj = info["feature_point"]
-        sy, sx = info["stride"]
+        fh, fw = view.feature_size
+        fi, fj = view.feature_point
+        sy, sx = view.stride
         text = (
             f"**{label} at {level}:** map {fh}×{fw}, pixel → cell (row {fi}, col {fj}); one cell = "
-            f"{sy:.2f}×{sx:.2f} image pixels. Correlation function G: `{info['function']}`."
+            f"{sy:.2f}×{sx:.2f} image pixels. Correlation function G: `{view.function}`."
         )
-        if key == "icm" and info.get("input_stride"):
-            text += " " + info["input_stride"]
+        if label == "ICM" and view.input_stride:  # an IcmView
+            text += " " + view.input_stride
         lines.append(text)
     return "\n\n".join(lines)
 

@@ -28,13 +28,16 @@ import colorsys
 import functools
 import io
 import textwrap
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
+
+if TYPE_CHECKING:  # the views are plain dataclasses; importing them at run time would pull in torch
+    from cfnet.inspection import Curves, ParameterGroup
 
 __all__ = [
     "segment_colors",
@@ -529,8 +532,8 @@ def axial_weights_figure(
 
 
 def correlation_curves_figure(
-    curves: Mapping[str, Any],
-    parameter_groups: Sequence[Mapping[str, Any]] = (),
+    curves: Curves,
+    parameter_groups: Sequence[ParameterGroup] = (),
     *,
     point: tuple[float, float] | None = None,
     stride: tuple[float, float] | None = None,
@@ -542,13 +545,13 @@ def correlation_curves_figure(
     Draws values computed elsewhere (by the correlation function itself, see
     :mod:`cfnet.correlation`), so it knows nothing about any family's formula:
 
-    - ``curves``: ``curve_x`` / ``curve_hor`` and ``curve_y`` / ``curve_ver``, the functions at
-      the feature-map pixels (dots), and optionally ``curve_dense_x`` / ``curve_dense_hor`` /
-      ``curve_dense_y`` / ``curve_dense_ver``, finer samples drawn as a line (the keys
-      :func:`cfnet.inspection.inspect_point` returns);
-    - ``parameter_groups``: one bar chart each, with ``title``, ``labels``, ``unit`` and the
-      values ``hor`` / ``ver`` (the function's ``describe`` of θ; for ``dft`` amplitudes A0..AN
-      and phases ψ1..ψN).
+    - ``curves``: a :class:`cfnet.inspection.Curves` (``view.curves`` of what
+      :func:`cfnet.inspection.inspect_point` returns): ``x`` / ``hor`` and ``y`` / ``ver``, the
+      functions at the feature-map pixels (dots), and optionally ``dense_x`` / ``dense_hor`` /
+      ``dense_y`` / ``dense_ver``, finer samples drawn as a line;
+    - ``parameter_groups``: :class:`cfnet.inspection.ParameterGroup` s, one bar chart each, with
+      ``title``, ``labels``, ``unit`` and the values ``hor`` / ``ver`` (the function's
+      ``describe`` of θ; for ``dft`` amplitudes A0..AN and phases ψ1..ψN).
 
     ``point = (row, col)`` (feature-map pixels) draws u's own position as a dashed line;
     ``stride = (sy, sx)``, image pixels per feature-map pixel, is printed in the axis titles;
@@ -559,19 +562,19 @@ def correlation_curves_figure(
     titles = [
         "G(θ<sup>hor</sup><sub>u</sub>, x) along the row",
         "G(θ<sup>ver</sup><sub>u</sub>, y) along the column",
-        *(str(g.get("title", g.get("key", ""))) for g in groups),
+        *(str(g.title) for g in groups),
     ]
     fig = make_subplots(
         rows=rows, cols=2, vertical_spacing=0.3 if rows == 2 else 0.6 / rows, subplot_titles=titles
     )
     for col, axis, color in ((1, "x", "#1f77b4"), (2, "y", "#d62728")):
         name = "hor" if axis == "x" else "ver"
-        dense = f"curve_dense_{axis}"
-        if curves.get(dense) is not None:
+        dense_at, dense = getattr(curves, f"dense_{axis}"), getattr(curves, f"dense_{name}")
+        if dense_at is not None:
             fig.add_trace(
                 go.Scatter(
-                    x=_as_array(curves[dense], 1, dense),
-                    y=_as_array(curves[f"curve_dense_{name}"], 1, f"curve_dense_{name}"),
+                    x=_as_array(dense_at, 1, f"curves.dense_{axis}"),
+                    y=_as_array(dense, 1, f"curves.dense_{name}"),
                     mode="lines",
                     line={"color": color},
                     name=f"G(θ^{name}, ·)",
@@ -582,8 +585,8 @@ def correlation_curves_figure(
             )
         fig.add_trace(
             go.Scatter(
-                x=_as_array(curves[f"curve_{axis}"], 1, f"curve_{axis}"),
-                y=_as_array(curves[f"curve_{name}"], 1, f"curve_{name}"),
+                x=_as_array(getattr(curves, axis), 1, f"curves.{axis}"),
+                y=_as_array(getattr(curves, name), 1, f"curves.{name}"),
                 mode="markers",
                 marker={"color": color, "size": 5},
                 name=f"G(θ^{name}, pixel)",
@@ -597,19 +600,19 @@ def correlation_curves_figure(
         fig.add_vline(x=float(point[0]), line_dash="dash", line_color="black", row=1, col=2)
     for k, group in enumerate(groups):
         row, col = 2 + k // 2, 1 + k % 2
-        labels = [str(v) for v in group["labels"]]
+        labels = [str(v) for v in group.labels]
         for name, color in (("hor", "#1f77b4"), ("ver", "#d62728")):
-            values = _as_array(group[name], 1, f"{group.get('key', 'group')} {name}")
+            values = _as_array(getattr(group, name), 1, f"{group.key} {name}")
             if values.size != len(labels):
                 raise ValueError(
-                    f"parameter group {group.get('key')!r}: {values.size} values, {len(labels)} labels"
+                    f"parameter group {group.key!r}: {values.size} values, {len(labels)} labels"
                 )
             fig.add_trace(
                 go.Bar(x=labels, y=values, name=name, marker_color=color, showlegend=k == 0),
                 row=row,
                 col=col,
             )
-        fig.update_yaxes(title_text=str(group.get("unit", "")), row=row, col=col)
+        fig.update_yaxes(title_text=str(group.unit), row=row, col=col)
     sx = f", 1 = {stride[1]:.3g} image px" if stride is not None else ""
     sy = f", 1 = {stride[0]:.3g} image px" if stride is not None else ""
     fig.update_xaxes(title_text=f"x (feature-map pixels{sx})", row=1, col=1)
@@ -659,23 +662,21 @@ def correlation_function_figure(
         function = DFTCorrelation(num_levels_from_theta(th))
     elif not isinstance(function, CorrelationFunction):
         function = build_correlation_function(function, (th.numel() - 1) // 2)
-    curves: dict[str, Any] = {}
+    from cfnet.inspection import Curves, ParameterGroup
+
+    sampled: dict[str, Any] = {}
     for axis, name, theta, length in (("x", "hor", th, width), ("y", "ver", tv, height)):
         dense = torch.linspace(0.0, float(length), samples + 1, dtype=torch.float64)[:-1]
         grid = torch.arange(int(length), dtype=torch.float64)
-        curves[f"curve_dense_{axis}"] = dense.numpy()
-        curves[f"curve_dense_{name}"] = function(theta, dense, float(length)).numpy()
-        curves[f"curve_{axis}"] = grid.numpy()
-        curves[f"curve_{name}"] = function(theta, grid, float(length)).numpy()
+        sampled[f"dense_{axis}"] = dense.numpy()
+        sampled[f"dense_{name}"] = function(theta, dense, float(length)).numpy()
+        sampled[axis] = grid.numpy()
+        sampled[name] = function(theta, grid, float(length)).numpy()
+    curves = Curves(**sampled)
     groups = [
-        {
-            "key": gh.key,
-            "title": gh.title,
-            "labels": gh.labels,
-            "unit": gh.unit,
-            "hor": gh.values,
-            "ver": gv.values,
-        }
+        ParameterGroup(
+            key=gh.key, title=gh.title, labels=list(gh.labels), unit=gh.unit, hor=gh.values, ver=gv.values
+        )
         for gh, gv in zip(function.describe(th), function.describe(tv))
     ]
     return correlation_curves_figure(

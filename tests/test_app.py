@@ -104,7 +104,7 @@ def test_inspect_outputs_and_map_equal_the_module(demo, model):
     assert all(isinstance(f, go.Figure) for f in figures)
     assert "row 40, col 90" in r.info and "P3" in r.info
     # The clicked pixel's centre (40.5, 90.5) on the 128×128 input → P3 (stride 8) cell (5, 11).
-    assert r.data["scm"]["feature_point"] == (5, 11) and r.data["icm"]["feature_point"] == (5, 11)
+    assert r.data.scm.feature_point == (5, 11) and r.data.icm.feature_point == (5, 11)
     image = (
         torch.from_numpy(np.asarray(Image.open(SHAPES_EXAMPLE).convert("RGB")).copy()).permute(2, 0, 1)
         / 255.0
@@ -116,10 +116,10 @@ def test_inspect_outputs_and_map_equal_the_module(demo, model):
         icm_in = model.instance_head.level_features(features)[1]  # P3
         icm_direct = model.instance_head.position.correlation_map(icm_in, (5, 11))[0]
     np.testing.assert_allclose(
-        r.data["scm"]["correlation_map"], scm_direct.double().numpy(), rtol=1e-5, atol=1e-6
+        r.data.scm.correlation_map, scm_direct.double().numpy(), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_allclose(
-        r.data["icm"]["correlation_map"], icm_direct.double().numpy(), rtol=1e-5, atol=1e-6
+        r.data.icm.correlation_map, icm_direct.double().numpy(), rtol=1e-5, atol=1e-6
     )
     heat = next(t for t in r.scm_map.data if t.type == "heatmap")
     np.testing.assert_allclose(np.asarray(heat.z), scm_direct.double().numpy(), rtol=1e-5, atol=1e-6)
@@ -139,11 +139,11 @@ def test_large_image_is_downscaled_and_clicks_map_right(demo):
     r = handlers.inspect(big, 1500, 2400, "P3", "model")
     # 683×1024 → model input 128×192 (no padding). Centre (1500.5, 2400.5)·(128/2000, 192/3000)
     # = (96.03, 153.63) → P3 (16×24) cell (12, 19); P2 (32×48) cell (24, 38); ICM at P2 runs at stride 8.
-    assert r.data["input_size"] == (128, 192) and r.data["feature_point"] == (12, 19)
-    assert r.data["scm"]["feature_point"] == (12, 19)
+    assert r.data.input_size == (128, 192) and r.data.feature_point == (12, 19)
+    assert r.data.scm.feature_point == (12, 19)
     assert r.highlight.shape == (683, 1024, 3)
     p2 = handlers.inspect(big, 1500, 2400, "P2", "model").data
-    assert p2["scm"]["feature_point"] == (24, 38) and p2["icm"]["feature_point"] == (12, 19)
+    assert p2.scm.feature_point == (24, 38) and p2.icm.feature_point == (12, 19)
     # A click on the enlarged/shown image maps back to original pixels through pixel centres.
     assert loaded.to_original(512, 768) == (
         1500,
@@ -155,7 +155,7 @@ def test_large_image_is_downscaled_and_clicks_map_right(demo):
 
 def test_ablation_checkpoint_shows_notes(demo):
     r = handlers.inspect(str(SHAPES_EXAMPLE), 10, 10, "P4", "ablation")
-    assert r.data["scm"] is None and r.data["icm"] is None
+    assert r.data.scm is None and r.data.icm is None
     for fig, text in ((r.scm_map, "no SCM"), (r.icm_curves, "no ICM")):
         assert text in fig.layout.annotations[0].text.replace("<br>", " ")
     assert "no SCM" in r.info and "no ICM" in r.info
@@ -184,7 +184,7 @@ def test_photo_on_a_shapes_model_is_flagged_above_the_result(demo, tmp_path):
     # The warning heads the inspect summary, and the correlation maps are still there.
     r = handlers.inspect(str(COCO_EXAMPLE), 100, 200, "P3", "model")
     assert r.info.startswith(note)
-    assert r.data["scm"] is not None and isinstance(r.scm_map, go.Figure) and len(r.scm_map.data) > 0
+    assert r.data.scm is not None and isinstance(r.scm_map, go.Figure) and len(r.scm_map.data) > 0
 
 
 def test_a_model_trained_on_other_classes_is_not_flagged(checkpoints, tmp_path):
@@ -200,7 +200,7 @@ def test_a_model_trained_on_other_classes_is_not_flagged(checkpoints, tmp_path):
 
 def test_levels_outside_a_branch_show_notes(demo):
     r = handlers.inspect(str(SHAPES_EXAMPLE), 10, 10, "P6", "model")
-    assert r.data["scm"] is None and "P2, P3, P4, P5 only" in r.scm_map.layout.annotations[0].text.replace(
+    assert r.data.scm is None and "P2, P3, P4, P5 only" in r.scm_map.layout.annotations[0].text.replace(
         "<br>", " "
     )
 

@@ -112,8 +112,8 @@ def test_correlation_function_recipe(shapes, tmp_path):
     assert scm.theta.hor.out_channels == 6  # N + 1 with N = 5
     image = torch.rand(3, 64, 64)
     data = inspect_point(model, image, (20, 40), "p3")
-    assert data["scm"] is not None and data["icm"] is not None
-    assert all(np.isfinite(v).all() for v in data["scm"].values() if isinstance(v, np.ndarray))
+    assert data.scm is not None and data.icm is not None
+    assert all(np.isfinite(v).all() for v in data.scm.arrays().values())
 
 
 def test_position_module_recipe(shapes):
