@@ -115,12 +115,8 @@ def test_inspect_outputs_and_map_equal_the_module(demo, model):
         scm_direct = model.semantic_head.module.correlation_map(features["p3"], (5, 11))[0]
         icm_in = model.instance_head.level_features(features)[1]  # P3
         icm_direct = model.instance_head.position.correlation_map(icm_in, (5, 11))[0]
-    np.testing.assert_allclose(
-        r.data.scm.correlation_map, scm_direct.double().numpy(), rtol=1e-5, atol=1e-6
-    )
-    np.testing.assert_allclose(
-        r.data.icm.correlation_map, icm_direct.double().numpy(), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(r.data.scm.correlation_map, scm_direct.double().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r.data.icm.correlation_map, icm_direct.double().numpy(), rtol=1e-5, atol=1e-6)
     heat = next(t for t in r.scm_map.data if t.type == "heatmap")
     np.testing.assert_allclose(np.asarray(heat.z), scm_direct.double().numpy(), rtol=1e-5, atol=1e-6)
     mark = next(t for t in r.scm_map.data if t.name == "clicked point")

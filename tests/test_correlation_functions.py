@@ -489,8 +489,9 @@ def test_viz_draws_each_function_from_theta(name):
 def test_no_fourier_specific_drawing_code_is_left():
     import cfnet.inspection as inspect_module
     from cfnet import viz
+    from cfnet.viz import figures
 
     for gone in ("_g", "_split_theta"):
-        assert not hasattr(viz, gone)
+        assert not hasattr(viz, gone) and not hasattr(figures, gone)
     assert not hasattr(inspect_module, "_theta_parts")
     assert issubclass(GaussianCorrelation, CorrelationFunction)
