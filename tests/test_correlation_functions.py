@@ -449,13 +449,14 @@ def test_inspect_draws_a_gaussian_model_with_its_own_function(gaussian_model):
 
 
 def test_demo_figures_show_the_functions_parameters(gaussian_model):
-    from app import handlers
+    from app.figures import info_markdown, inspection_figures
+    from app.images import load_image
     from cfnet.inspection import inspect_point
 
     image = (_scene()[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-    loaded = handlers.load_image(image)
+    loaded = load_image(image)
     data = inspect_point(gaussian_model, torch.as_tensor(image).permute(2, 0, 1) / 255.0, (30, 30), "p3")
-    figures = handlers._figures(data, loaded)
+    figures = inspection_figures(data, loaded)
     for fig, view in ((figures[2], data.scm), (figures[5], data.icm)):
         bars = [t for t in fig.data if t.type == "bar"]
         labels = [label for b in bars for label in b.x]
@@ -463,7 +464,7 @@ def test_demo_figures_show_the_functions_parameters(gaussian_model):
         dots = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
         np.testing.assert_allclose(dots[0].y, view.curves.hor)
         assert "gaussian" in fig.layout.title.text
-    text = handlers._info_markdown(data, loaded, None, gaussian_model.categories, "fresh")
+    text = info_markdown(data, loaded, None, gaussian_model.categories, "fresh")
     assert text.count("Correlation function G: `gaussian`") == 2
 
 
