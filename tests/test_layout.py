@@ -54,3 +54,11 @@ def test_cfnet_never_imports_the_demo():
         for p in _modules("cfnet")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_readme_map_names_files_that_exist():
+    import re
+
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("|")]
+    paths = {p for row in rows for p in re.findall(r"`((?:cfnet|app|notebooks|docs)/[^`\s]*)`", row)}
+    assert paths and sorted(p for p in paths if not (ROOT / p).exists()) == []
