@@ -13,9 +13,11 @@
 3. The same functions are an API: ``Client(url).predict(handle_file(path), api_name="/segment")``
    and ``.predict(handle_file(path), row, col, "P3", api_name="/inspect")``.
 
-The UI is a thin layer: the work is in :mod:`app.handlers`, :mod:`cfnet.inspect` and
-:mod:`cfnet.viz`. User errors become ``gr.Error`` pop-ups, conversions ``gr.Warning`` ones; an
-unexpected failure is logged on the server and reported without a stack trace.
+The UI is a thin layer: the work is in :mod:`app.demo` (the :class:`~app.demo.Demo` and its
+API), :mod:`app.images`, :mod:`app.checkpoints` and :mod:`app.figures`, over
+:mod:`cfnet.inspection` and :mod:`cfnet.viz`. User errors become ``gr.Error`` pop-ups,
+conversions ``gr.Warning`` ones; an unexpected failure is logged on the server and reported
+without a stack trace.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home; t
 import gradio as gr  # noqa: E402
 from PIL import UnidentifiedImageError  # noqa: E402
 
-from app import handlers  # noqa: E402
-from app.handlers import LEVEL_CHOICES, TABLE_HEADERS, Demo, DemoError  # noqa: E402
+from app import demo as demo_api  # noqa: E402
+from app.checkpoints import discover_checkpoints  # noqa: E402
+from app.demo import LEVEL_CHOICES, TABLE_HEADERS, Demo  # noqa: E402
+from app.errors import DemoError  # noqa: E402
+from app.images import DEFAULT_MAX_SIDE  # noqa: E402
 
 log = logging.getLogger("cfnet.demo")
 
@@ -136,11 +141,11 @@ def _warn(messages: Sequence[str]) -> None:
 def build_app(
     checkpoints: Mapping[str, str | Path] | None = None,
     examples: Sequence[str | Path] | None = None,
-    max_side: int = handlers.DEFAULT_MAX_SIDE,
+    max_side: int = DEFAULT_MAX_SIDE,
 ) -> gr.Blocks:
     """The demo's ``gr.Blocks`` (queue enabled). ``checkpoints``: ``{chooser name: path or "default"}``."""
     demo_state = Demo(checkpoints, max_side)
-    handlers.set_demo(demo_state)  # the module-level handlers.segment / inspect use the same models
+    demo_api.set_demo(demo_state)  # the module-level app.demo.segment / inspect use the same models
     examples = [str(p) for p in (default_examples() if examples is None else examples)]
     plot_names = ("scm_map", "scm_weights", "scm_curves", "icm_map", "icm_references", "icm_curves")
 
@@ -340,7 +345,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-side",
         type=int,
-        default=handlers.DEFAULT_MAX_SIDE,
+        default=DEFAULT_MAX_SIDE,
         help="larger images are downscaled to this longer side first (default: %(default)s)",
     )
     parser.add_argument(
@@ -358,7 +363,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"cfnet demo: --port must be in 1..65535, got {args.port}")
         return 2
     try:
-        checkpoints = handlers.discover_checkpoints(args.checkpoint, args.checkpoint_dir)
+        checkpoints = discover_checkpoints(args.checkpoint, args.checkpoint_dir)
         if args.checkpoint != "default" and not Path(args.checkpoint).is_file():
             raise DemoError(f"--checkpoint {args.checkpoint}: no such file")
         if args.examples is not None:
@@ -377,7 +382,7 @@ def main(args: argparse.Namespace) -> int:
     usable = None
     for name in checkpoints:
         try:
-            handlers.get_demo().model(name)
+            demo_api.get_demo().model(name)
         except DemoError as e:
             log.warning("%s", e)
             continue

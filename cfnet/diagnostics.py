@@ -79,7 +79,7 @@ from cfnet.categories import IGNORE_INDEX
 from cfnet.correlation import pixel_coords
 from cfnet.heads.instance import coord_features
 from cfnet.heads.semantic import SEMANTIC_LEVELS
-from cfnet.inspect import Geometry, cell_centres
+from cfnet.inspection import Geometry, cell_centres
 from cfnet.modules.baselines import sine_position_embedding
 from cfnet.modules.icm import InstanceCorrelationModule
 from cfnet.modules.scm import SemanticCorrelationModule
@@ -218,7 +218,7 @@ def cell_sample_indices(geometry: Geometry, feature_size: tuple[int, int]) -> tu
 
     Nearest-neighbour downsampling: cell ``(i, j)`` of a ``feature_size`` map over the padded batch
     takes the ground truth of the image pixel under its centre (the pixel-centre convention of
-    :mod:`cfnet.inspect`). Cells whose centre lies in the batch padding get index -1.
+    :mod:`cfnet.inspection`). Cells whose centre lies in the batch padding get index -1.
     """
     cy, cx = cell_centres(geometry, feature_size)  # image pixels (continuous)
     height, width = geometry.image_size

@@ -1,4 +1,5 @@
-"""The demo's handlers (app/handlers.py), its Gradio app and API (gradio_client), and bad input.
+"""The demo's logic (app/demo.py, images.py, checkpoints.py, figures.py), its Gradio app and API
+(gradio_client), and bad input.
 
 Uses the shipped shapes-tiny checkpoint when it is there, otherwise a freshly built one saved
 through ``save_checkpoint`` (the checks here are about plumbing and coordinates, not quality).
@@ -17,8 +18,10 @@ from app_server import running_demo
 from PIL import Image
 
 import cfnet
-from app import handlers
-from app.handlers import DemoError, LoadedImage, load_image
+from app import demo as demo_api
+from app.checkpoints import COCO_CHECKPOINT_HINT, DEFAULT_CHECKPOINT_NAME, discover_checkpoints
+from app.errors import DemoError
+from app.images import DEFAULT_MAX_SIDE, LoadedImage, load_image
 from cfnet.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "app" / "examples"
@@ -74,8 +77,8 @@ def checkpoints(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo(checkpoints) -> handlers.Demo:
-    return handlers.configure(checkpoints, max_side=1024)
+def demo(checkpoints) -> demo_api.Demo:
+    return demo_api.configure(checkpoints, max_side=1024)
 
 
 @pytest.fixture(scope="module")
@@ -84,27 +87,27 @@ def model(demo):
 
 
 # ----------------------------------------------------------------------------------------------
-# handlers
+# the Demo and its API (app.demo)
 
 
 def test_segment_outputs(demo):
-    overlay, table, semantic = handlers.segment(str(SHAPES_EXAMPLE), "model")
+    overlay, table, semantic = demo_api.segment(str(SHAPES_EXAMPLE), "model")
     assert overlay.shape == (128, 128, 3) and overlay.dtype == np.uint8
     assert semantic.shape == (128, 128, 3) and semantic.dtype == np.uint8
-    assert list(table.columns) == handlers.TABLE_HEADERS
+    assert list(table.columns) == demo_api.TABLE_HEADERS
     assert set(table["type"]) <= {"thing", "stuff"}
     assert (table["area (px)"] > 0).all() and table["area (px)"].sum() <= 128 * 128
     assert not np.array_equal(overlay, np.asarray(Image.open(SHAPES_EXAMPLE).convert("RGB"))) or table.empty
 
 
 def test_inspect_outputs_and_map_equal_the_module(demo, model):
-    r = handlers.inspect(str(SHAPES_EXAMPLE), 40, 90, "P3", "model")
+    r = demo_api.inspect(str(SHAPES_EXAMPLE), 40, 90, "P3", "model")
     assert r.highlight.shape == (128, 128, 3) and r.highlight.dtype == np.uint8
     figures = [r.scm_map, r.scm_weights, r.scm_curves, r.icm_map, r.icm_references, r.icm_curves]
     assert all(isinstance(f, go.Figure) for f in figures)
     assert "row 40, col 90" in r.info and "P3" in r.info
     # The clicked pixel's centre (40.5, 90.5) on the 128×128 input → P3 (stride 8) cell (5, 11).
-    assert r.data["scm"]["feature_point"] == (5, 11) and r.data["icm"]["feature_point"] == (5, 11)
+    assert r.data.scm.feature_point == (5, 11) and r.data.icm.feature_point == (5, 11)
     image = (
         torch.from_numpy(np.asarray(Image.open(SHAPES_EXAMPLE).convert("RGB")).copy()).permute(2, 0, 1)
         / 255.0
@@ -115,12 +118,8 @@ def test_inspect_outputs_and_map_equal_the_module(demo, model):
         scm_direct = model.semantic_head.module.correlation_map(features["p3"], (5, 11))[0]
         icm_in = model.instance_head.level_features(features)[1]  # P3
         icm_direct = model.instance_head.position.correlation_map(icm_in, (5, 11))[0]
-    np.testing.assert_allclose(
-        r.data["scm"]["correlation_map"], scm_direct.double().numpy(), rtol=1e-5, atol=1e-6
-    )
-    np.testing.assert_allclose(
-        r.data["icm"]["correlation_map"], icm_direct.double().numpy(), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(r.data.scm.correlation_map, scm_direct.double().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r.data.icm.correlation_map, icm_direct.double().numpy(), rtol=1e-5, atol=1e-6)
     heat = next(t for t in r.scm_map.data if t.type == "heatmap")
     np.testing.assert_allclose(np.asarray(heat.z), scm_direct.double().numpy(), rtol=1e-5, atol=1e-6)
     mark = next(t for t in r.scm_map.data if t.name == "clicked point")
@@ -136,14 +135,14 @@ def test_large_image_is_downscaled_and_clicks_map_right(demo):
     loaded = demo.image(big)
     assert loaded.original_size == (2000, 3000) and loaded.size == (683, 1024)
     assert any("downscaled" in m for m in loaded.warnings)
-    r = handlers.inspect(big, 1500, 2400, "P3", "model")
+    r = demo_api.inspect(big, 1500, 2400, "P3", "model")
     # 683×1024 → model input 128×192 (no padding). Centre (1500.5, 2400.5)·(128/2000, 192/3000)
     # = (96.03, 153.63) → P3 (16×24) cell (12, 19); P2 (32×48) cell (24, 38); ICM at P2 runs at stride 8.
-    assert r.data["input_size"] == (128, 192) and r.data["feature_point"] == (12, 19)
-    assert r.data["scm"]["feature_point"] == (12, 19)
+    assert r.data.input_size == (128, 192) and r.data.feature_point == (12, 19)
+    assert r.data.scm.feature_point == (12, 19)
     assert r.highlight.shape == (683, 1024, 3)
-    p2 = handlers.inspect(big, 1500, 2400, "P2", "model").data
-    assert p2["scm"]["feature_point"] == (24, 38) and p2["icm"]["feature_point"] == (12, 19)
+    p2 = demo_api.inspect(big, 1500, 2400, "P2", "model").data
+    assert p2.scm.feature_point == (24, 38) and p2.icm.feature_point == (12, 19)
     # A click on the enlarged/shown image maps back to original pixels through pixel centres.
     assert loaded.to_original(512, 768) == (
         1500,
@@ -154,8 +153,8 @@ def test_large_image_is_downscaled_and_clicks_map_right(demo):
 
 
 def test_ablation_checkpoint_shows_notes(demo):
-    r = handlers.inspect(str(SHAPES_EXAMPLE), 10, 10, "P4", "ablation")
-    assert r.data["scm"] is None and r.data["icm"] is None
+    r = demo_api.inspect(str(SHAPES_EXAMPLE), 10, 10, "P4", "ablation")
+    assert r.data.scm is None and r.data.icm is None
     for fig, text in ((r.scm_map, "no SCM"), (r.icm_curves, "no ICM")):
         assert text in fig.layout.annotations[0].text.replace("<br>", " ")
     assert "no SCM" in r.info and "no ICM" in r.info
@@ -164,7 +163,7 @@ def test_ablation_checkpoint_shows_notes(demo):
 def test_training_data_beside_the_chooser(demo, checkpoints):
     info = demo.training_data("model")
     assert info.categories == "shapes" and info.synthetic
-    assert "`shapes`" in info.markdown and handlers.COCO_CHECKPOINT_HINT in info.markdown
+    assert "`shapes`" in info.markdown and COCO_CHECKPOINT_HINT in info.markdown
     if checkpoints["model"] == "default" and (DEFAULT_CHECKPOINT.with_suffix(".json")).is_file():
         assert "2000 training images of 128 px" in info.markdown  # from cfnet/weights/shapes-tiny.json
     # No card beside it: the category set comes from the checkpoint's config, classes listed.
@@ -182,9 +181,9 @@ def test_photo_on_a_shapes_model_is_flagged_above_the_result(demo, tmp_path):
     copy.write_bytes(SHAPES_EXAMPLE.read_bytes())
     assert demo.domain_note(str(copy), "model") == ""
     # The warning heads the inspect summary, and the correlation maps are still there.
-    r = handlers.inspect(str(COCO_EXAMPLE), 100, 200, "P3", "model")
+    r = demo_api.inspect(str(COCO_EXAMPLE), 100, 200, "P3", "model")
     assert r.info.startswith(note)
-    assert r.data["scm"] is not None and isinstance(r.scm_map, go.Figure) and len(r.scm_map.data) > 0
+    assert r.data.scm is not None and isinstance(r.scm_map, go.Figure) and len(r.scm_map.data) > 0
 
 
 def test_a_model_trained_on_other_classes_is_not_flagged(checkpoints, tmp_path):
@@ -192,15 +191,15 @@ def test_a_model_trained_on_other_classes_is_not_flagged(checkpoints, tmp_path):
     path = tmp_path / "coco-model.pt"
     path.write_bytes(Path(checkpoints["ablation"]).read_bytes())
     path.with_suffix(".json").write_text('{"config": {"model": {"categories": "coco"}}}')
-    demo = handlers.Demo({"coco": str(path)})
+    demo = demo_api.Demo({"coco": str(path)})
     info = demo.training_data("coco")
     assert info.categories == "coco" and not info.synthetic and "`coco`" in info.markdown
     assert demo.domain_note(str(COCO_EXAMPLE), "coco") == ""
 
 
 def test_levels_outside_a_branch_show_notes(demo):
-    r = handlers.inspect(str(SHAPES_EXAMPLE), 10, 10, "P6", "model")
-    assert r.data["scm"] is None and "P2, P3, P4, P5 only" in r.scm_map.layout.annotations[0].text.replace(
+    r = demo_api.inspect(str(SHAPES_EXAMPLE), 10, 10, "P6", "model")
+    assert r.data.scm is None and "P2, P3, P4, P5 only" in r.scm_map.layout.annotations[0].text.replace(
         "<br>", " "
     )
 
@@ -257,34 +256,34 @@ def test_bad_images_give_clear_errors(tmp_path):
 
 def test_bad_clicks_levels_and_checkpoints(demo):
     with pytest.raises(DemoError, match="No image loaded"):
-        handlers.inspect(None, 3, 3, "P3", "model")
+        demo_api.inspect(None, 3, 3, "P3", "model")
     with pytest.raises(DemoError, match="No pixel chosen"):
-        handlers.inspect(str(SHAPES_EXAMPLE), None, 3, "P3", "model")
+        demo_api.inspect(str(SHAPES_EXAMPLE), None, 3, "P3", "model")
     with pytest.raises(DemoError, match="outside the image"):
-        handlers.inspect(str(SHAPES_EXAMPLE), 128, 3, "P3", "model")
+        demo_api.inspect(str(SHAPES_EXAMPLE), 128, 3, "P3", "model")
     with pytest.raises(DemoError, match="level"):
-        handlers.inspect(str(SHAPES_EXAMPLE), 3, 3, "P9", "model")
+        demo_api.inspect(str(SHAPES_EXAMPLE), 3, 3, "P9", "model")
     with pytest.raises(DemoError, match="unknown checkpoint"):
-        handlers.segment(str(SHAPES_EXAMPLE), "nope")
+        demo_api.segment(str(SHAPES_EXAMPLE), "nope")
     with pytest.raises(DemoError, match="'mismatched' cannot be used.*do not match"):
-        handlers.segment(str(SHAPES_EXAMPLE), "mismatched")
+        demo_api.segment(str(SHAPES_EXAMPLE), "mismatched")
 
 
 def test_discover_checkpoints_and_cli_defaults(tmp_path):
     (tmp_path / "b.pt").write_bytes(b"")
     (tmp_path / "a.pt").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("")
-    found = handlers.discover_checkpoints("default", tmp_path)
-    assert list(found) == [handlers.DEFAULT_CHECKPOINT_NAME, "a.pt", "b.pt"]
+    found = discover_checkpoints("default", tmp_path)
+    assert list(found) == [DEFAULT_CHECKPOINT_NAME, "a.pt", "b.pt"]
     with pytest.raises(DemoError, match="not a folder"):
-        handlers.discover_checkpoints("default", tmp_path / "missing")
+        discover_checkpoints("default", tmp_path / "missing")
     from app import main as app_main
 
     parser = argparse.ArgumentParser()
     app_main.add_arguments(parser)
     args = parser.parse_args([])
     assert (args.checkpoint, args.host, args.port, args.share) == ("default", "127.0.0.1", 7860, False)
-    assert args.max_side == handlers.DEFAULT_MAX_SIDE
+    assert args.max_side == DEFAULT_MAX_SIDE
     assert parser.parse_args(["--share", "--max-side", "512"]).share is True
     assert app_main.main(parser.parse_args(["--checkpoint", str(tmp_path / "missing.pt")])) == 2
 
@@ -307,7 +306,7 @@ def test_api_segment_and_inspect(client):
     overlay, table, semantic = client.predict(handle_file(str(SHAPES_EXAMPLE)), api_name="/segment")
     assert np.asarray(Image.open(overlay)).shape == (128, 128, 3)
     assert np.asarray(Image.open(semantic)).shape == (128, 128, 3)
-    assert table["headers"] == handlers.TABLE_HEADERS
+    assert table["headers"] == demo_api.TABLE_HEADERS
     out = client.predict(handle_file(str(SHAPES_EXAMPLE)), 40, 90, "P3", api_name="/inspect")
     highlight, *plots, info = out
     assert np.asarray(Image.open(highlight)).shape == (128, 128, 3)

@@ -397,15 +397,15 @@ def test_a_registered_toy_function_builds_and_trains_a_shapes_tiny_model(ramp):
     torch.testing.assert_close(scm.theta.hor.bias.detach(), torch.tensor([0.0, 0.1]))
     # Inspection and drawing use the function's own names: one group of raw parameters.
     from cfnet import viz
-    from cfnet.inspect import inspect_point
+    from cfnet.inspection import inspect_point
 
-    info = inspect_point(model, _scene()[0], (30, 30), "p3")["scm"]
-    assert info["function"] == ramp and info["param_names"] == ["a", "b"]
-    assert [g["labels"] for g in info["parameter_groups"]] == [["a", "b"]]
-    fig = viz.correlation_curves_figure(info, info["parameter_groups"])
+    info = inspect_point(model, _scene()[0], (30, 30), "p3").scm
+    assert info.function == ramp and info.param_names == ["a", "b"]
+    assert [g.labels for g in info.parameter_groups] == [["a", "b"]]
+    fig = viz.correlation_curves_figure(info.curves, info.parameter_groups)
     bars = [t for t in fig.data if t.type == "bar"]
     assert [list(b.x) for b in bars] == [["a", "b"], ["a", "b"]]
-    np.testing.assert_allclose(bars[1].y, info["theta_ver"])
+    np.testing.assert_allclose(bars[1].y, info.theta_ver)
 
 
 # ---------------------------------------------------------------- inspection, drawing, demo
@@ -418,51 +418,53 @@ def gaussian_model():
 
 
 def test_inspect_draws_a_gaussian_model_with_its_own_function(gaussian_model):
-    from cfnet.inspect import inspect_point
+    from cfnet.inspection import inspect_point
 
     image = _scene()[0]
     r = inspect_point(gaussian_model, image, (30, 30), "p3")
-    for key, module in (
-        ("scm", gaussian_model.semantic_head.module),
-        ("icm", gaussian_model.instance_head.position),
+    for info, module in (
+        (r.scm, gaussian_model.semantic_head.module),
+        (r.icm, gaussian_model.instance_head.position),
     ):
-        info = r[key]
-        assert info["function"] == "gaussian" and "phases_hor" not in info
-        assert [g["key"] for g in info["parameter_groups"]] == ["amplitudes", "widths"]
-        th = torch.as_tensor(info["theta_hor"])
+        assert info.function == "gaussian" and "phases.hor" not in info.arrays()
+        with pytest.raises(KeyError, match="no parameter group 'phases'"):
+            info.group("phases")
+        assert [g.key for g in info.parameter_groups] == ["amplitudes", "widths"]
+        th = torch.as_tensor(info.theta_hor)
         np.testing.assert_allclose(
-            info["widths_hor"], (torch.exp(th[6:]) / 5).numpy(), rtol=1e-6
+            info.group("widths").hor, (torch.exp(th[6:]) / 5).numpy(), rtol=1e-6
         )  # float32 model
         fn = module.function
-        w = info["feature_size"][1]
+        w = info.feature_size[1]
         np.testing.assert_allclose(
-            info["curve_hor"], fn(th, torch.arange(float(w), dtype=DT), w).numpy(), atol=1e-5
+            info.curves.hor, fn(th, torch.arange(float(w), dtype=DT), w).numpy(), atol=1e-5
         )
-        dense = fn(th, torch.as_tensor(info["curve_dense_x"]), w).numpy()
-        np.testing.assert_allclose(info["curve_dense_hor"], dense, atol=1e-5)
+        dense = fn(th, torch.as_tensor(info.curves.dense_x), w).numpy()
+        np.testing.assert_allclose(info.curves.dense_hor, dense, atol=1e-5)
         np.testing.assert_allclose(
-            info["correlation_map"], np.outer(info["curve_ver"], info["curve_hor"]), atol=1e-5
+            info.correlation_map, np.outer(info.curves.ver, info.curves.hor), atol=1e-5
         )
-    refs = r["icm"]["references"]
+    refs = r.icm.references
     assert refs.shape == (16, 16)
 
 
 def test_demo_figures_show_the_functions_parameters(gaussian_model):
-    from app import handlers
-    from cfnet.inspect import inspect_point
+    from app.figures import info_markdown, inspection_figures
+    from app.images import load_image
+    from cfnet.inspection import inspect_point
 
     image = (_scene()[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-    loaded = handlers.load_image(image)
+    loaded = load_image(image)
     data = inspect_point(gaussian_model, torch.as_tensor(image).permute(2, 0, 1) / 255.0, (30, 30), "p3")
-    figures = handlers._figures(data, loaded)
-    for fig, key in ((figures[2], "scm"), (figures[5], "icm")):
+    figures = inspection_figures(data, loaded)
+    for fig, view in ((figures[2], data.scm), (figures[5], data.icm)):
         bars = [t for t in fig.data if t.type == "bar"]
         labels = [label for b in bars for label in b.x]
         assert "σ1" in labels and not any(label.startswith("ψ") for label in labels)
         dots = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
-        np.testing.assert_allclose(dots[0].y, data[key]["curve_hor"])
+        np.testing.assert_allclose(dots[0].y, view.curves.hor)
         assert "gaussian" in fig.layout.title.text
-    text = handlers._info_markdown(data, loaded, None, gaussian_model.categories, "fresh")
+    text = info_markdown(data, loaded, None, gaussian_model.categories, "fresh")
     assert text.count("Correlation function G: `gaussian`") == 2
 
 
@@ -486,10 +488,11 @@ def test_viz_draws_each_function_from_theta(name):
 
 
 def test_no_fourier_specific_drawing_code_is_left():
-    import cfnet.inspect as inspect_module
+    import cfnet.inspection as inspect_module
     from cfnet import viz
+    from cfnet.viz import figures
 
     for gone in ("_g", "_split_theta"):
-        assert not hasattr(viz, gone)
+        assert not hasattr(viz, gone) and not hasattr(figures, gone)
     assert not hasattr(inspect_module, "_theta_parts")
     assert issubclass(GaussianCorrelation, CorrelationFunction)

@@ -26,7 +26,7 @@ from cfnet.diagnostics import (
     scm_axial_weights,
     weight_entropy,
 )
-from cfnet.inspect import Geometry
+from cfnet.inspection import Geometry
 from cfnet.model import build_model
 from cfnet.modules.icm import InstanceCorrelationModule
 from cfnet.modules.scm import SemanticCorrelationModule

@@ -1,7 +1,7 @@
 """docs/extending.md: every recipe runs as written (its code blocks are executed here) and works.
 
 Each test executes the page's code for one part, then uses the new name through the public API
-only: a config override, training, a checkpoint, cfnet.inspect.inspect_point, the data readers,
+only: a config override, training, a checkpoint, cfnet.inspection.inspect_point, the data readers,
 cfnet.ablation. The registries are restored after each test.
 """
 
@@ -24,7 +24,7 @@ from cfnet.correlation import CORRELATION_FUNCTIONS, build_correlation_function
 from cfnet.data import LAYOUTS, PanopticDataset, collate, generate_shapes
 from cfnet.data.panoptic import split_names
 from cfnet.engine.train import resolve_splits, train
-from cfnet.inspect import inspect_point
+from cfnet.inspection import inspect_point
 from cfnet.model import build_model
 from cfnet.modules import POSITION_MODULES, SEMANTIC_MODULES
 from tests.tiny import TINY_MODEL
@@ -112,8 +112,8 @@ def test_correlation_function_recipe(shapes, tmp_path):
     assert scm.theta.hor.out_channels == 6  # N + 1 with N = 5
     image = torch.rand(3, 64, 64)
     data = inspect_point(model, image, (20, 40), "p3")
-    assert data["scm"] is not None and data["icm"] is not None
-    assert all(np.isfinite(v).all() for v in data["scm"].values() if isinstance(v, np.ndarray))
+    assert data.scm is not None and data.icm is not None
+    assert all(np.isfinite(v).all() for v in data.scm.arrays().values())
 
 
 def test_position_module_recipe(shapes):

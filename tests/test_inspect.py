@@ -1,4 +1,4 @@
-"""cfnet.inspect: coordinate mapping (pixel centres) and per-pixel SCM / ICM data vs the modules."""
+"""cfnet.inspection: coordinate mapping (pixel centres) and per-pixel SCM / ICM data vs the modules."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ import torch
 
 import cfnet
 from cfnet.correlation import correlation_1d
-from cfnet.inspect import (
+from cfnet.inspection import (
+    Curves,
     Geometry,
+    IcmView,
+    ParameterGroup,
+    PointInspection,
+    ScmView,
     cell_centres,
     feature_cell,
     inspect_point,
@@ -150,58 +155,58 @@ def test_scm_data_equal_the_module_computed_directly(model, image, inputs):
     r = inspect_point(model, image, (31, 47), "P3", inputs=inputs)
     x = inputs.fpn["p3"]
     # (31.5·128/60, 47.5·192/90) = (67.2, 101.33) → P3 cell (8, 12)
-    assert r["feature_size"] == (16, 24) and r["feature_point"] == (8, 12)
-    s = r["scm"]
-    assert s["feature_point"] == (8, 12)
+    assert r.feature_size == (16, 24) and r.feature_point == (8, 12)
+    s = r.scm
+    assert s.feature_point == (8, 12)
     with torch.no_grad():
         direct = scm.correlation_map(x, (8, 12))[0]
         row_w, col_w = scm.axial_weights(x, (8, 12))
         th, tv = scm.params(x)
-    np.testing.assert_array_equal(s["correlation_map"], direct.double().numpy())
-    np.testing.assert_array_equal(s["row_weights"], row_w[0].double().numpy())
-    np.testing.assert_array_equal(s["col_weights"], col_w[0].double().numpy())
-    np.testing.assert_array_equal(s["theta_hor"], th[0, 8, 12].double().numpy())
-    np.testing.assert_array_equal(s["amplitudes_ver"], tv[0, 8, 12, :6].double().numpy())
-    np.testing.assert_array_equal(s["phases_ver"], tv[0, 8, 12, 6:].double().numpy())
-    assert s["row_weights"].shape == (24,) and s["col_weights"].shape == (16,)
-    assert s["row_weights"].sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_array_equal(s.correlation_map, direct.double().numpy())
+    np.testing.assert_array_equal(s.row_weights, row_w[0].double().numpy())
+    np.testing.assert_array_equal(s.col_weights, col_w[0].double().numpy())
+    np.testing.assert_array_equal(s.theta_hor, th[0, 8, 12].double().numpy())
+    np.testing.assert_array_equal(s.group("amplitudes").ver, tv[0, 8, 12, :6].double().numpy())
+    np.testing.assert_array_equal(s.group("phases").ver, tv[0, 8, 12, 6:].double().numpy())
+    assert s.row_weights.shape == (24,) and s.col_weights.shape == (16,)
+    assert s.row_weights.sum() == pytest.approx(1.0, abs=1e-5)
     # G(θ^hor, x) against a loop transcription of Eq. 5 (ω' = π/W).
-    theta = s["theta_hor"]
+    theta = s.theta_hor
     for j in range(24):
         g = theta[0] + sum(theta[n] * math.sin(n * math.pi / 24 * j + theta[5 + n]) for n in range(1, 6))
-        assert s["curve_hor"][j] == pytest.approx(g, abs=1e-5)
+        assert s.curves.hor[j] == pytest.approx(g, abs=1e-5)
     # Eq. 6: the 2-D map is the outer product of the two axial functions.
-    np.testing.assert_allclose(s["correlation_map"], np.outer(s["curve_ver"], s["curve_hor"]), atol=1e-5)
-    assert s["stride"] == pytest.approx((8 * 60 / 128, 8 * 90 / 192))
+    np.testing.assert_allclose(s.correlation_map, np.outer(s.curves.ver, s.curves.hor), atol=1e-5)
+    assert s.stride == pytest.approx((8 * 60 / 128, 8 * 90 / 192))
 
 
 def test_icm_data_equal_the_module_computed_directly(model, image, inputs):
     icm = model.instance_head.position
     r = inspect_point(model, image, (31, 47), "p2", inputs=inputs)
-    i = r["icm"]
+    i = r.icm
     x = inputs.icm["p2"]  # stride 8: same cell as P3
-    assert i["feature_size"] == (16, 24) and i["feature_point"] == (8, 12)
-    assert r["scm"]["feature_point"] == (16, 25)  # the SCM sees the full-resolution P2
+    assert i.feature_size == (16, 24) and i.feature_point == (8, 12)
+    assert r.scm.feature_point == (16, 25)  # the SCM sees the full-resolution P2
     with torch.no_grad():
         direct = icm.correlation_map(x, (8, 12))[0]
         feats = icm.correlation_features(x)[0, :, 8, 12].reshape(16, 16)
         ys, xs = icm.reference_points(16, 24)
-    np.testing.assert_array_equal(i["correlation_map"], direct.double().numpy())
-    np.testing.assert_allclose(i["references"], feats.double().numpy(), rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(i["reference_xs"], xs.double().numpy())
-    np.testing.assert_allclose(i["reference_ys_image"], (ys.double().numpy() + 0.5) * 8 * 60 / 128)
-    assert "resizes" in i["input_stride"]
-    theta = torch.as_tensor(i["theta_ver"])
+    np.testing.assert_array_equal(i.correlation_map, direct.double().numpy())
+    np.testing.assert_allclose(i.references, feats.double().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(i.reference_xs, xs.double().numpy())
+    np.testing.assert_allclose(i.reference_ys_image, (ys.double().numpy() + 0.5) * 8 * 60 / 128)
+    assert "resizes" in i.input_stride
+    theta = torch.as_tensor(i.theta_ver)
     np.testing.assert_allclose(
-        i["curve_ver"], correlation_1d(theta, torch.arange(16.0, dtype=torch.float64), 16), atol=1e-5
+        i.curves.ver, correlation_1d(theta, torch.arange(16.0, dtype=torch.float64), 16), atol=1e-5
     )
 
 
 def test_levels_without_a_module_give_notes(model, image, inputs):
     r = inspect_point(model, image, (0, 0), "p6", inputs=inputs)
-    assert r["scm"] is None and "P2, P3, P4, P5 only" in r["scm_note"]
-    assert r["icm"] is None and "P2, P3, P4 only" in r["icm_note"]
-    assert r["feature_point"] == (0, 0)
+    assert r.scm is None and "P2, P3, P4, P5 only" in r.scm_note
+    assert r.icm is None and "P2, P3, P4 only" in r.icm_note
+    assert r.feature_point == (0, 0)
     with pytest.raises(ValueError, match="level"):
         inspect_point(model, image, (0, 0), "p7", inputs=inputs)
     with pytest.raises(ValueError, match="outside"):
@@ -212,9 +217,9 @@ def test_point_in_original_pixels_of_a_downscaled_image(model):
     # The demo downscales a 2000×3000 image to 683×1024 and passes image_size=(2000, 3000).
     small = torch.rand(3, 683, 1024)
     r = inspect_point(model, small, (1500, 2400), "p3", image_size=(2000, 3000))
-    assert r["input_size"] == (128, 192)
-    assert r["feature_point"] == (12, 19)
-    assert r["scm"]["feature_point"] == (12, 19) and r["icm"]["feature_point"] == (12, 19)
+    assert r.input_size == (128, 192)
+    assert r.feature_point == (12, 19)
+    assert r.scm.feature_point == (12, 19) and r.icm.feature_point == (12, 19)
 
 
 def test_ablation_model_has_notes_instead_of_data():
@@ -223,6 +228,28 @@ def test_ablation_model_has_notes_instead_of_data():
     )
     model = cfnet.build_model(cfg).eval()
     r = inspect_point(model, torch.rand(3, 32, 32), (5, 5), "p3")
-    assert r["scm"] is None and r["icm"] is None
-    assert "no SCM" in r["scm_note"] and "attention" in r["scm_note"]
-    assert "no ICM" in r["icm_note"] and "coords" in r["icm_note"]
+    assert r.scm is None and r.icm is None
+    assert "no SCM" in r.scm_note and "attention" in r.scm_note
+    assert "no ICM" in r.icm_note and "coords" in r.icm_note
+
+
+def test_inspection_is_typed_views(model, image, inputs):
+    r = inspect_point(model, image, (31, 47), "p3", inputs=inputs)
+    assert isinstance(r, PointInspection) and r.level == "p3" and r.point == (31, 47)
+    assert r.geometry == inputs.geometry and r.image_size == (60, 90) and r.padded_size == (128, 192)
+    assert isinstance(r.scm, ScmView) and isinstance(r.icm, IcmView)
+    assert r.scm_note is None and r.icm_note is None
+    for view in (r.scm, r.icm):
+        assert isinstance(view.curves, Curves)
+        assert all(isinstance(g, ParameterGroup) for g in view.parameter_groups)
+        assert [g.key for g in view.parameter_groups] == ["amplitudes", "phases"]
+        assert view.group("amplitudes").labels == [f"A{n}" for n in range(6)]
+        np.testing.assert_array_equal(view.group("amplitudes").hor, view.theta_hor[:6])
+        arrays = view.arrays()
+        assert arrays["curves.hor"] is view.curves.hor and arrays["phases.ver"] is view.group("phases").ver
+        assert "correlation_map" in arrays and "cell_centres.x" in arrays
+        with pytest.raises(KeyError, match="widths"):
+            view.group("widths")
+    assert "row_weights" in r.scm.arrays() and "references" in r.icm.arrays()
+    with pytest.raises(AttributeError):
+        r.scm.stride = (1.0, 1.0)  # frozen: a view is a record of what the model computed

@@ -347,7 +347,7 @@ def test_one_reader_scales_32_bit_tiff_with_16_bit_values(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from app.handlers import load_image
+    from app.images import load_image
     from cfnet.data import read_image
     from cfnet.engine.predict import load_image as cli_image
 
@@ -415,7 +415,7 @@ def test_predict_downscales_to_max_side_and_says_so(tiny_ckpt, tmp_path, capsys)
     import numpy as np
     from PIL import Image
 
-    from app.handlers import DEFAULT_MAX_SIDE
+    from app.images import DEFAULT_MAX_SIDE
     from cfnet.engine import predict
 
     parser = argparse.ArgumentParser()
@@ -492,7 +492,7 @@ def test_demo_logs_one_line_for_user_errors_and_a_traceback_for_bugs(caplog):
     import gradio as gr
 
     from app import main as app_main
-    from app.handlers import DemoError
+    from app.errors import DemoError
 
     @app_main._user_errors
     def user_mistake():

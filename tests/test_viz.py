@@ -1,4 +1,4 @@
-"""Overlays, colour maps and the plotly figures of cfnet.viz."""
+"""Overlays, colour maps and the plotly figures of cfnet.viz (overlays, figures)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from cfnet import viz
 from cfnet.categories import Categories
 from cfnet.correlation import correlation_1d
+from cfnet.viz import overlays
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_overlay_colours_stuff_things_void_and_outlines(cats):
     # two touching instances of one category get different colours
     assert not np.array_equal(out[15, 14], out[15, 25])
     # the first instance of a category is drawn in the category colour itself, a bit more opaque
-    a = 0.5 + viz._THING_ALPHA_BOOST
+    a = 0.5 + overlays._THING_ALPHA_BOOST
     expected_thing = np.round((1 - a) * 100 + a * np.array(cats.color(cats.contiguous(1))))
     np.testing.assert_array_equal(out[15, 14], expected_thing)
     # outlines: the boundary between the two instances is white, between stuff classes dark
@@ -176,3 +177,21 @@ def test_reference_grid_marks_the_point():
     mark = next(t for t in fig.data if t.name == "clicked point")
     assert (mark.x[0], mark.y[0]) == (20.5, 3.5)
     assert tuple(fig.layout.yaxis.range) == (32, 0)
+
+
+def test_overlays_need_no_plotly_and_every_name_is_there():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from cfnet.viz import panoptic_overlay; assert 'plotly' not in sys.modules; "
+        "import cfnet.viz as v; assert all(callable(getattr(v, n)) for n in v.__all__); "
+        "assert 'plotly' in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from cfnet.viz import figures
+
+    assert viz.note_figure is figures.note_figure and viz.panoptic_overlay is overlays.panoptic_overlay
+    with pytest.raises(AttributeError):
+        viz.no_such_figure  # noqa: B018

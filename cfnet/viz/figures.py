@@ -1,47 +1,38 @@
-"""Drawing: panoptic overlays, semantic colour maps, and the plotly figures of the correlations.
+"""Plotly figures of the correlations: heatmaps, Eq. 9 weights, 1-D functions, reference grids.
 
-Used by the demo (``app/``), ``cfnet predict`` and the notebooks; depends on numpy, Pillow and
-plotly only (no torch, no gradio).
+Used by the demo (``app/``) and the notebooks; depends on numpy, Pillow and plotly only (no
+gradio; torch only inside :func:`correlation_function_figure`, imported when it is called).
 
-Colours. Every segment gets one colour. *Stuff* is drawn in its category colour, semi-transparent
-with thin dark outlines; *things* in a shade of their category colour that differs per instance
-(the k-th instance of a category gets the k-th shade of a fixed, deterministic sequence: the
-first is the category colour itself, the next ones lighter, darker or slightly hue-shifted
-versions, each as far as possible from those before it), more opaque and with white outlines, so
-touching instances of one category never share a colour and things stand out from stuff.
-
-Figures. All plotly builders place data in *image pixels* of the image the user sees (x to the
-right, y downwards, the origin at the top-left corner of the top-left pixel; pixel ``(row, col)``
-covers ``[col, col+1) × [row, row+1)`` and has its centre at ``(col + 0.5, row + 0.5)``). A map
-computed on a feature level is drawn as cells of ``cell_size`` image pixels; the cell holding the
-clicked point is marked. The 1-D correlation functions G(θ, j) (Eq. 5 for ``dft``) are drawn
-over the feature map's own pixel coordinate ``j ∈ [0, L)``, the domain the function is defined
-on, from values the correlation function itself computed (:func:`correlation_curves_figure`
-knows no formula; :func:`correlation_function_figure` asks the function, importing torch only
-then), with θ shown as the function describes it.
+All builders place data in *image pixels* of the image the user sees (x to the right, y
+downwards, the origin at the top-left corner of the top-left pixel; pixel ``(row, col)`` covers
+``[col, col+1) × [row, row+1)`` and has its centre at ``(col + 0.5, row + 0.5)``). A map computed
+on a feature level is drawn as cells of ``cell_size`` image pixels; the cell holding the clicked
+point is marked. The 1-D correlation functions G(θ, j) (Eq. 5 for ``dft``) are drawn over the
+feature map's own pixel coordinate ``j ∈ [0, L)``, the domain the function is defined on, from
+values the correlation function itself computed (:func:`correlation_curves_figure` knows no
+formula; :func:`correlation_function_figure` asks the function), with θ shown as the function
+describes it.
 """
 
 from __future__ import annotations
 
 import base64
-import colorsys
-import functools
 import io
 import textwrap
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from cfnet.viz.overlays import _check_image
+
+if TYPE_CHECKING:  # the views are plain dataclasses; importing them at run time would pull in torch
+    from cfnet.inspection import Curves, ParameterGroup
+
 __all__ = [
-    "segment_colors",
-    "panoptic_overlay",
-    "semantic_color_map",
-    "highlight_segment",
-    "boundaries",
     "note_figure",
     "correlation_heatmap_figure",
     "axial_weights_figure",
@@ -54,241 +45,6 @@ __all__ = [
 # Background images inside figures are downscaled to this longer side (the maps are coarser anyway)
 # so a figure's JSON stays small.
 FIGURE_BACKGROUND_SIDE = 384
-_THING_ALPHA_BOOST = 0.15
-
-
-# ----------------------------------------------------------------------------------------------
-# colours and overlays
-
-
-def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{name} must be an H×W×3 RGB array, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8, got {image.dtype}")
-    return image
-
-
-def _check_seg(panoptic_seg: Any, shape: tuple[int, int] | None = None) -> np.ndarray:
-    if hasattr(panoptic_seg, "detach"):  # a torch tensor, without importing torch
-        panoptic_seg = panoptic_seg.detach().cpu().numpy()
-    seg = np.asarray(panoptic_seg)
-    if seg.ndim != 2:
-        raise ValueError(f"panoptic_seg must be an H×W id map, got shape {seg.shape}")
-    if shape is not None and seg.shape != tuple(shape):
-        raise ValueError(f"panoptic_seg has shape {seg.shape} but the image is {tuple(shape)}")
-    return seg.astype(np.int64, copy=False)
-
-
-@functools.lru_cache(maxsize=512)
-def _shades(color: tuple[int, int, int]) -> tuple[tuple[int, int, int], ...]:
-    """Distinct shades of ``color``, in the order instances use them (the first is ``color``).
-
-    Candidates vary lightness (0.2..0.85), hue (±0.05) and saturation (×0.6..1) of the colour in
-    HLS; each next shade is the candidate farthest (in RGB) from the shades already chosen
-    (farthest-point sampling), so any two of the first few are far apart and the sequence is
-    deterministic.
-    """
-    r, g, b = (v / 255.0 for v in color)
-    hue, _, sat = colorsys.rgb_to_hls(r, g, b)
-    cands = []
-    for lightness in np.linspace(0.2, 0.85, 11):
-        for dh in (-0.05, -0.025, 0.0, 0.025, 0.05):
-            for s in (0.6, 0.8, 1.0):
-                rgb = colorsys.hls_to_rgb((hue + dh) % 1.0, float(lightness), sat * s)
-                cands.append([round(v * 255) for v in rgb])
-    cand = np.asarray(cands, dtype=np.float64)
-    chosen = [np.asarray(color, dtype=np.float64)]
-    dist = np.linalg.norm(cand - chosen[0], axis=1)
-    order = [tuple(int(v) for v in color)]
-    for _ in range(len(cand) - 1):
-        i = int(dist.argmax())
-        if dist[i] <= 0:
-            break
-        order.append(tuple(int(v) for v in cand[i]))
-        dist = np.minimum(dist, np.linalg.norm(cand - cand[i], axis=1))
-    return tuple(order)  # type: ignore[return-value]
-
-
-def _shade(color: Sequence[int], k: int) -> tuple[int, int, int]:
-    """The k-th instance shade of ``color`` (k = 0: the colour itself); cycles when exhausted."""
-    shades = _shades(tuple(int(v) for v in color))
-    return shades[k % len(shades)]
-
-
-def segment_colors(segments_info: Sequence[dict], categories: Any) -> dict[int, tuple[int, int, int]]:
-    """``{segment id: RGB}``: stuff in its category colour, things in per-instance shades."""
-    colors: dict[int, tuple[int, int, int]] = {}
-    seen: dict[int, int] = {}
-    for seg in segments_info:
-        cat = categories.contiguous(seg["category_id"])
-        base = categories.color(cat)
-        if _is_thing(seg, categories):
-            k = seen.get(cat, 0)
-            seen[cat] = k + 1
-            colors[int(seg["id"])] = _shade(base, k)
-        else:
-            colors[int(seg["id"])] = tuple(int(v) for v in base)  # type: ignore[assignment]
-    return colors
-
-
-def _is_thing(seg: dict, categories: Any) -> bool:
-    if "isthing" in seg:
-        return bool(seg["isthing"])
-    return bool(categories.is_thing(categories.contiguous(seg["category_id"])))
-
-
-def boundaries(seg: np.ndarray, thickness: int = 1) -> np.ndarray:
-    """Boolean H×W mask of pixels whose 4-neighbour carries another id, grown to ``thickness``."""
-    seg = np.asarray(seg)
-    edge = np.zeros(seg.shape, dtype=bool)
-    diff_v = seg[1:, :] != seg[:-1, :]
-    diff_h = seg[:, 1:] != seg[:, :-1]
-    edge[1:, :] |= diff_v
-    edge[:-1, :] |= diff_v
-    edge[:, 1:] |= diff_h
-    edge[:, :-1] |= diff_h
-    for _ in range(max(0, int(thickness) - 1)):
-        grown = edge.copy()
-        grown[1:, :] |= edge[:-1, :]
-        grown[:-1, :] |= edge[1:, :]
-        grown[:, 1:] |= edge[:, :-1]
-        grown[:, :-1] |= edge[:, 1:]
-        edge = grown
-    return edge
-
-
-def _outline_thickness(shape: tuple[int, ...]) -> int:
-    return max(1, int(round(max(shape[:2]) / 400)))
-
-
-def panoptic_overlay(
-    image: np.ndarray,
-    panoptic_seg: Any,
-    segments_info: Sequence[dict],
-    categories: Any,
-    alpha: float = 0.5,
-    outlines: bool = True,
-) -> np.ndarray:
-    """The image with every segment painted in its colour (see the module docstring): uint8 H×W×3.
-
-    ``panoptic_seg`` is an H×W id map (0 = void, left unpainted) matching ``image``;
-    ``segments_info`` the model's records (``id``, ``category_id``, ``isthing``). Things are painted
-    slightly more opaque than stuff and outlined in white, stuff in dark grey.
-    """
-    image = _check_image(image)
-    seg = _check_seg(panoptic_seg, image.shape[:2])
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    colors = segment_colors(segments_info, categories)
-    out = image.astype(np.float64)
-    color_img = np.zeros_like(out)
-    alpha_img = np.zeros(seg.shape, dtype=np.float64)
-    thing_ids = []
-    for s in segments_info:
-        sid = int(s["id"])
-        mask = seg == sid
-        if not mask.any():
-            continue
-        color_img[mask] = colors[sid]
-        thing = _is_thing(s, categories)
-        alpha_img[mask] = min(1.0, alpha + _THING_ALPHA_BOOST) if thing else alpha
-        if thing:
-            thing_ids.append(sid)
-    a = alpha_img[..., None]
-    out = out * (1 - a) + color_img * a
-    if outlines:
-        t = _outline_thickness(seg.shape)
-        edge = boundaries(seg, t)
-        out[edge] = (40, 40, 40)
-        if thing_ids:
-            thing_edge = edge & np.isin(seg, thing_ids)
-            out[thing_edge] = (255, 255, 255)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def semantic_color_map(
-    sem_seg: Any,
-    categories: Any,
-    image: np.ndarray | None = None,
-    alpha: float = 0.6,
-    ignore_index: int = 255,
-) -> np.ndarray:
-    """Colour map of a semantic prediction: uint8 H×W×3, each pixel in its category colour.
-
-    ``sem_seg`` is either C×H×W scores/probabilities over the contiguous ids (argmax taken) or an
-    H×W map of contiguous ids (``ignore_index`` drawn black). With ``image``, the colours are
-    blended over it with ``alpha`` and class boundaries outlined.
-    """
-    if hasattr(sem_seg, "detach"):
-        sem_seg = sem_seg.detach().float().cpu().numpy()
-    sem = np.asarray(sem_seg)
-    if sem.ndim == 3:
-        if sem.shape[0] != len(categories):
-            raise ValueError(
-                f"sem_seg has {sem.shape[0]} channels but the category set has {len(categories)} classes"
-            )
-        labels = sem.argmax(axis=0)
-    elif sem.ndim == 2:
-        labels = sem.astype(np.int64)
-    else:
-        raise ValueError(f"sem_seg must be C×H×W scores or an H×W label map, got shape {sem.shape}")
-    palette = np.zeros((256, 3), dtype=np.float64)
-    for i in range(min(len(categories), 255)):
-        palette[i] = categories.color(i)
-    labels = np.where((labels < 0) | (labels >= len(categories)), ignore_index, labels)
-    colored = palette[np.clip(labels, 0, 255)]
-    if image is None:
-        return colored.astype(np.uint8)
-    image = _check_image(image)
-    if image.shape[:2] != labels.shape:
-        raise ValueError(f"sem_seg is {labels.shape} but the image is {image.shape[:2]}")
-    out = image.astype(np.float64) * (1 - alpha) + colored * alpha
-    out[boundaries(labels, _outline_thickness(labels.shape))] = (40, 40, 40)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def highlight_segment(
-    image: np.ndarray,
-    panoptic_seg: Any,
-    segment_id: int | None,
-    point: tuple[int, int] | None = None,
-    dim: float = 0.55,
-) -> np.ndarray:
-    """Emphasise one segment of a (usually already overlaid) image: uint8 H×W×3.
-
-    Pixels outside segment ``segment_id`` are darkened by ``dim``, the segment is outlined in
-    yellow, and ``point = (row, col)`` (the clicked pixel) is marked with a cross. With
-    ``segment_id`` ``None`` or 0 (void), only the cross is drawn.
-    """
-    image = _check_image(image)
-    seg = _check_seg(panoptic_seg, image.shape[:2])
-    out = image.astype(np.float64)
-    if segment_id:
-        mask = seg == int(segment_id)
-        out[~mask] *= 1.0 - dim
-        t = _outline_thickness(seg.shape) + 1
-        edge = boundaries(mask.astype(np.int8), t) & mask
-        out[edge] = (255, 230, 0)
-    if point is not None:
-        _draw_cross(out, point, max(4, int(round(max(seg.shape) / 60))))
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def _draw_cross(img: np.ndarray, point: tuple[int, int], radius: int) -> None:
-    h, w = img.shape[:2]
-    r, c = int(point[0]), int(point[1])
-    t = max(1, radius // 4)
-    for color, grow in (((0, 0, 0), 1), ((255, 255, 255), 0)):
-        r0, r1 = max(0, r - radius - grow), min(h, r + radius + grow + 1)
-        c0, c1 = max(0, c - radius - grow), min(w, c + radius + grow + 1)
-        img[r0:r1, max(0, c - t // 2 - grow) : min(w, c + t - t // 2 + grow)] = color
-        img[max(0, r - t // 2 - grow) : min(h, r + t - t // 2 + grow), c0:c1] = color
-
-
-# ----------------------------------------------------------------------------------------------
-# plotly figures
 
 
 def _png_data_uri(image: np.ndarray, max_side: int = FIGURE_BACKGROUND_SIDE) -> tuple[str, tuple[int, int]]:
@@ -529,8 +285,8 @@ def axial_weights_figure(
 
 
 def correlation_curves_figure(
-    curves: Mapping[str, Any],
-    parameter_groups: Sequence[Mapping[str, Any]] = (),
+    curves: Curves,
+    parameter_groups: Sequence[ParameterGroup] = (),
     *,
     point: tuple[float, float] | None = None,
     stride: tuple[float, float] | None = None,
@@ -542,13 +298,13 @@ def correlation_curves_figure(
     Draws values computed elsewhere (by the correlation function itself, see
     :mod:`cfnet.correlation`), so it knows nothing about any family's formula:
 
-    - ``curves``: ``curve_x`` / ``curve_hor`` and ``curve_y`` / ``curve_ver``, the functions at
-      the feature-map pixels (dots), and optionally ``curve_dense_x`` / ``curve_dense_hor`` /
-      ``curve_dense_y`` / ``curve_dense_ver``, finer samples drawn as a line (the keys
-      :func:`cfnet.inspect.inspect_point` returns);
-    - ``parameter_groups``: one bar chart each, with ``title``, ``labels``, ``unit`` and the
-      values ``hor`` / ``ver`` (the function's ``describe`` of θ; for ``dft`` amplitudes A0..AN
-      and phases ψ1..ψN).
+    - ``curves``: a :class:`cfnet.inspection.Curves` (``view.curves`` of what
+      :func:`cfnet.inspection.inspect_point` returns): ``x`` / ``hor`` and ``y`` / ``ver``, the
+      functions at the feature-map pixels (dots), and optionally ``dense_x`` / ``dense_hor`` /
+      ``dense_y`` / ``dense_ver``, finer samples drawn as a line;
+    - ``parameter_groups``: :class:`cfnet.inspection.ParameterGroup` s, one bar chart each, with
+      ``title``, ``labels``, ``unit`` and the values ``hor`` / ``ver`` (the function's
+      ``describe`` of θ; for ``dft`` amplitudes A0..AN and phases ψ1..ψN).
 
     ``point = (row, col)`` (feature-map pixels) draws u's own position as a dashed line;
     ``stride = (sy, sx)``, image pixels per feature-map pixel, is printed in the axis titles;
@@ -559,19 +315,19 @@ def correlation_curves_figure(
     titles = [
         "G(θ<sup>hor</sup><sub>u</sub>, x) along the row",
         "G(θ<sup>ver</sup><sub>u</sub>, y) along the column",
-        *(str(g.get("title", g.get("key", ""))) for g in groups),
+        *(str(g.title) for g in groups),
     ]
     fig = make_subplots(
         rows=rows, cols=2, vertical_spacing=0.3 if rows == 2 else 0.6 / rows, subplot_titles=titles
     )
     for col, axis, color in ((1, "x", "#1f77b4"), (2, "y", "#d62728")):
         name = "hor" if axis == "x" else "ver"
-        dense = f"curve_dense_{axis}"
-        if curves.get(dense) is not None:
+        dense_at, dense = getattr(curves, f"dense_{axis}"), getattr(curves, f"dense_{name}")
+        if dense_at is not None:
             fig.add_trace(
                 go.Scatter(
-                    x=_as_array(curves[dense], 1, dense),
-                    y=_as_array(curves[f"curve_dense_{name}"], 1, f"curve_dense_{name}"),
+                    x=_as_array(dense_at, 1, f"curves.dense_{axis}"),
+                    y=_as_array(dense, 1, f"curves.dense_{name}"),
                     mode="lines",
                     line={"color": color},
                     name=f"G(θ^{name}, ·)",
@@ -582,8 +338,8 @@ def correlation_curves_figure(
             )
         fig.add_trace(
             go.Scatter(
-                x=_as_array(curves[f"curve_{axis}"], 1, f"curve_{axis}"),
-                y=_as_array(curves[f"curve_{name}"], 1, f"curve_{name}"),
+                x=_as_array(getattr(curves, axis), 1, f"curves.{axis}"),
+                y=_as_array(getattr(curves, name), 1, f"curves.{name}"),
                 mode="markers",
                 marker={"color": color, "size": 5},
                 name=f"G(θ^{name}, pixel)",
@@ -597,19 +353,17 @@ def correlation_curves_figure(
         fig.add_vline(x=float(point[0]), line_dash="dash", line_color="black", row=1, col=2)
     for k, group in enumerate(groups):
         row, col = 2 + k // 2, 1 + k % 2
-        labels = [str(v) for v in group["labels"]]
+        labels = [str(v) for v in group.labels]
         for name, color in (("hor", "#1f77b4"), ("ver", "#d62728")):
-            values = _as_array(group[name], 1, f"{group.get('key', 'group')} {name}")
+            values = _as_array(getattr(group, name), 1, f"{group.key} {name}")
             if values.size != len(labels):
-                raise ValueError(
-                    f"parameter group {group.get('key')!r}: {values.size} values, {len(labels)} labels"
-                )
+                raise ValueError(f"parameter group {group.key!r}: {values.size} values, {len(labels)} labels")
             fig.add_trace(
                 go.Bar(x=labels, y=values, name=name, marker_color=color, showlegend=k == 0),
                 row=row,
                 col=col,
             )
-        fig.update_yaxes(title_text=str(group.get("unit", "")), row=row, col=col)
+        fig.update_yaxes(title_text=str(group.unit), row=row, col=col)
     sx = f", 1 = {stride[1]:.3g} image px" if stride is not None else ""
     sy = f", 1 = {stride[0]:.3g} image px" if stride is not None else ""
     fig.update_xaxes(title_text=f"x (feature-map pixels{sx})", row=1, col=1)
@@ -659,23 +413,21 @@ def correlation_function_figure(
         function = DFTCorrelation(num_levels_from_theta(th))
     elif not isinstance(function, CorrelationFunction):
         function = build_correlation_function(function, (th.numel() - 1) // 2)
-    curves: dict[str, Any] = {}
+    from cfnet.inspection import Curves, ParameterGroup
+
+    sampled: dict[str, Any] = {}
     for axis, name, theta, length in (("x", "hor", th, width), ("y", "ver", tv, height)):
         dense = torch.linspace(0.0, float(length), samples + 1, dtype=torch.float64)[:-1]
         grid = torch.arange(int(length), dtype=torch.float64)
-        curves[f"curve_dense_{axis}"] = dense.numpy()
-        curves[f"curve_dense_{name}"] = function(theta, dense, float(length)).numpy()
-        curves[f"curve_{axis}"] = grid.numpy()
-        curves[f"curve_{name}"] = function(theta, grid, float(length)).numpy()
+        sampled[f"dense_{axis}"] = dense.numpy()
+        sampled[f"dense_{name}"] = function(theta, dense, float(length)).numpy()
+        sampled[axis] = grid.numpy()
+        sampled[name] = function(theta, grid, float(length)).numpy()
+    curves = Curves(**sampled)
     groups = [
-        {
-            "key": gh.key,
-            "title": gh.title,
-            "labels": gh.labels,
-            "unit": gh.unit,
-            "hor": gh.values,
-            "ver": gv.values,
-        }
+        ParameterGroup(
+            key=gh.key, title=gh.title, labels=list(gh.labels), unit=gh.unit, hor=gh.values, ver=gv.values
+        )
         for gh, gv in zip(function.describe(th), function.describe(tv))
     ]
     return correlation_curves_figure(

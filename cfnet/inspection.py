@@ -1,21 +1,24 @@
 """What SCM and ICM learned for one pixel: the model-side logic of the demo's click-to-inspect.
 
-``inspect_point(model, image, point=(row, col), level="p3")`` returns, for the pixel ``u`` of the
-image at ``point`` and the FPN level ``level``:
+``inspect_point(model, image, point=(row, col), level="p3")`` returns a :class:`PointInspection`
+for the pixel ``u`` of the image at ``point`` and the FPN level ``level``: the point, the level,
+the :class:`Geometry` of the image, the level's cell holding ``u``, and two typed views —
 
-- **SCM** (P2–P5; absent when the model's semantic module is not an SCM): the 2-D correlation
-  map cor_2d(u, ·) of Eq. 6 over the level's map, the row and column softmax weights of the
-  axial aggregation (Eq. 9, axes as DESIGN §2 fixes them), θ_u^hor / θ_u^ver and the 1-D
-  functions G(θ_u^hor, x), G(θ_u^ver, y) (Eq. 5 for ``dft``);
-- **ICM** (the levels the instance branch uses, P2 … P(1+len(num_grids)); absent when the
-  position module is not an ICM): cor_2d(u, ·) over the whole map, the S_y×S_x correlations
-  c_u with the reference points (Eq. 10) and those points' positions, θ and the curves.
+- ``.scm``, a :class:`ScmView` (P2–P5; ``None`` with ``.scm_note`` saying why when the model's
+  semantic module is not an SCM): the 2-D correlation map cor_2d(u, ·) of Eq. 6 over the level's
+  map, the row and column softmax weights of the axial aggregation (Eq. 9, axes as DESIGN §2
+  fixes them), θ_u^hor / θ_u^ver and the 1-D functions G(θ_u^hor, x), G(θ_u^ver, y) (Eq. 5 for
+  ``dft``);
+- ``.icm``, an :class:`IcmView` (the levels the instance branch uses, P2 … P(1+len(num_grids));
+  ``None`` with ``.icm_note`` when the position module is not an ICM): cor_2d(u, ·) over the
+  whole map, the S_y×S_x correlations c_u with the reference points (Eq. 10) and those points'
+  positions, θ and the curves.
 
 Everything about G goes through the module's own correlation function (``module.function``, a
-:class:`cfnet.correlation.CorrelationFunction`): the curves are its values, ``param_names`` its
-names for θ's entries, and ``parameter_groups`` its :meth:`describe` of θ (for ``dft``
-amplitudes A0..AN and phases ψ1..ψN; for ``gaussian`` amplitudes and widths). Each group
-``key`` also appears as ``<key>_hor`` / ``<key>_ver`` (``amplitudes_hor``, ``phases_ver``, …).
+:class:`cfnet.correlation.CorrelationFunction`): the :class:`Curves` are its values,
+``param_names`` its names for θ's entries, and ``parameter_groups`` its :meth:`describe` of θ as
+:class:`ParameterGroup` s (for ``dft`` amplitudes A0..AN and phases ψ1..ψN; for ``gaussian``
+amplitudes and widths); ``view.group("phases").ver`` picks one.
 
 The feature each module sees is exactly the one the model feeds it: the SCM gets the FPN output
 ``p2``…``p5`` itself (:class:`cfnet.heads.SemanticHead`); the ICM gets SOLOv2's level feature
@@ -37,14 +40,14 @@ Coordinate convention (pixel centres). Pixel ``(r, c)`` of an image covers
    so the point falls in cell ``(⌊y·h_f/H_p⌋, ⌊x·w_f/W_p⌋)``.
 
 The cell is computed with exact rational arithmetic (no rounding at cell borders) and clamped
-into the map. Everything returned is numpy (float64) so callers need no torch.
+into the map. Every array in the views is numpy (float64) so callers need no torch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
@@ -67,6 +70,12 @@ __all__ = [
     "cell_centres",
     "valid_cells",
     "module_inputs",
+    "ParameterGroup",
+    "Curves",
+    "CorrelationView",
+    "ScmView",
+    "IcmView",
+    "PointInspection",
     "inspect_point",
 ]
 
@@ -225,6 +234,136 @@ def module_inputs(model: nn.Module, image: Any, image_size: tuple[int, int] | No
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# what inspect_point returns: typed views (numpy only)
+
+
+@dataclass(frozen=True, eq=False)
+class ParameterGroup:
+    """One group of θ's numbers, as the correlation function's ``describe`` names them, both axes."""
+
+    key: str  # "amplitudes", "phases", "widths", …
+    title: str
+    labels: list[str]  # one per value ("A0", "ψ1", …)
+    unit: str
+    hor: np.ndarray  # the group's values in θ_u^hor
+    ver: np.ndarray  # … and in θ_u^ver
+
+
+@dataclass(frozen=True, eq=False)
+class Curves:
+    """The 1-D functions of u: G(θ_u^hor, x) along the row and G(θ_u^ver, y) along the column.
+
+    ``x`` / ``y`` are the feature map's pixel coordinates and ``hor`` / ``ver`` the function there
+    (Eq. 5 for ``dft``); the ``dense_*`` arrays sample the same functions finely over ``[0, L)``
+    for a continuous line (``None`` when only the pixels were evaluated).
+    """
+
+    x: np.ndarray
+    hor: np.ndarray
+    y: np.ndarray
+    ver: np.ndarray
+    dense_x: np.ndarray | None = None
+    dense_hor: np.ndarray | None = None
+    dense_y: np.ndarray | None = None
+    dense_ver: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class CorrelationView:
+    """What one correlation module (SCM or ICM) computes for the pixel u on the map it sees."""
+
+    feature_size: tuple[int, int]  # (h, w) of the map the module runs on
+    feature_point: tuple[int, int]  # u's cell (i, j) on it
+    feature_point_float: tuple[float, float]  # u's centre on it, in cell units
+    stride: tuple[float, float]  # image pixels per cell (y, x)
+    valid_size: tuple[int, int]  # rows / columns of cells that overlap the image (not only padding)
+    cell_box: tuple[float, float, float, float]  # u's cell (y0, x0, y1, x1) in image pixels
+    cell_centres: tuple[np.ndarray, np.ndarray]  # centres of the cell rows / columns, image pixels
+    correlation_map: np.ndarray  # cor_2d(u, ·) (Eq. 6) over the whole map, (h, w)
+    function: str  # the correlation function's registered name ("dft", "gaussian", …)
+    function_label: str  # its formula, for figure titles
+    theta_hor: np.ndarray
+    theta_ver: np.ndarray
+    param_names: list[str]  # the function's names for θ's entries
+    parameter_groups: tuple[ParameterGroup, ...]  # the function's describe() of θ, both axes
+    curves: Curves
+
+    def group(self, key: str) -> ParameterGroup:
+        """The parameter group ``key`` (``"amplitudes"``, ``"phases"`` …); KeyError when absent."""
+        for g in self.parameter_groups:
+            if g.key == key:
+                return g
+        raise KeyError(
+            f"{self.function!r} has no parameter group {key!r}; it has "
+            f"{', '.join(g.key for g in self.parameter_groups) or 'none'}"
+        )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the view by a dotted name (``"curves.hor"``, ``"amplitudes.ver"``, …)."""
+        out: dict[str, np.ndarray] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                out[f.name] = value
+            elif f.name == "cell_centres":
+                out["cell_centres.y"], out["cell_centres.x"] = value
+            elif isinstance(value, Curves):
+                out.update({f"curves.{c.name}": getattr(value, c.name) for c in fields(value)})
+            elif f.name == "parameter_groups":
+                for g in value:
+                    out[f"{g.key}.hor"], out[f"{g.key}.ver"] = g.hor, g.ver
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, eq=False)
+class ScmView(CorrelationView):
+    """The SCM at u: the correlation view plus the Eq. 9 softmax weights along u's row and column."""
+
+    row_weights: np.ndarray  # (w,) softmax_v G(θ_u^hor, v_x)
+    col_weights: np.ndarray  # (h,) softmax_v G(θ_u^ver, v_y)
+    mode: str  # the SCM's aggregation ("axial" / "global")
+
+
+@dataclass(frozen=True, eq=False)
+class IcmView(CorrelationView):
+    """The ICM at u: the correlation view plus c_u, u's correlations with the reference points."""
+
+    references: np.ndarray  # (S_y, S_x): cor_2d(u, P_ab) (Eq. 10)
+    reference_ys: np.ndarray  # the reference points' rows / columns on the map (pixel index)
+    reference_xs: np.ndarray
+    reference_ys_image: np.ndarray  # … and their centres in image pixels
+    reference_xs_image: np.ndarray
+    input_stride: str | None  # a note when SOLOv2 resized the level before the ICM, else None
+
+
+@dataclass(frozen=True, eq=False)
+class PointInspection:
+    """:func:`inspect_point`'s answer: where the pixel is, and what SCM and ICM compute there."""
+
+    level: str  # "p2" … "p6"
+    point: tuple[int, int]  # (row, col) in the pixels of the image of size geometry.image_size
+    geometry: Geometry
+    feature_size: tuple[int, int]  # the FPN level's map
+    feature_point: tuple[int, int]  # the point's cell on it
+    scm: ScmView | None = None
+    icm: IcmView | None = None
+    scm_note: str | None = None  # why ``scm`` is None (no SCM in the model, or not at this level)
+    icm_note: str | None = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.geometry.image_size
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.geometry.input_size
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        return self.geometry.padded_size
+
+
 def _level_name(level: str) -> str:
     name = str(level).lower()
     if name not in LEVELS:
@@ -240,32 +379,25 @@ def _numpy(t: Tensor) -> np.ndarray:
     return t.double().cpu().numpy()
 
 
-def _function_entries(function: CorrelationFunction, th: Tensor, tv: Tensor) -> dict[str, Any]:
+def _parameter_groups(function: CorrelationFunction, th: Tensor, tv: Tensor) -> tuple[ParameterGroup, ...]:
     """θ of both axes as the function itself describes it (names, groups of numbers)."""
-    groups = []
-    entries: dict[str, Any] = {}
-    for g_hor, g_ver in zip(function.describe(th), function.describe(tv)):
-        hor, ver = _numpy(g_hor.values), _numpy(g_ver.values)
-        groups.append(
-            {
-                "key": g_hor.key,
-                "title": g_hor.title,
-                "labels": list(g_hor.labels),
-                "unit": g_hor.unit,
-                "hor": hor,
-                "ver": ver,
-            }
+    return tuple(
+        ParameterGroup(
+            key=g_hor.key,
+            title=g_hor.title,
+            labels=list(g_hor.labels),
+            unit=g_hor.unit,
+            hor=_numpy(g_hor.values),
+            ver=_numpy(g_ver.values),
         )
-        entries[f"{g_hor.key}_hor"] = hor
-        entries[f"{g_hor.key}_ver"] = ver
-    entries["parameter_groups"] = groups
-    return entries
+        for g_hor, g_ver in zip(function.describe(th), function.describe(tv))
+    )
 
 
 def _common(
     module: nn.Module, x: Tensor, point: Sequence[int], geometry: Geometry
 ) -> tuple[dict[str, Any], Tensor, Tensor]:
-    """Entries shared by SCM and ICM for the map ``x`` the module sees."""
+    """The :class:`CorrelationView` fields shared by SCM and ICM for the map ``x`` the module sees."""
     feature_size = (int(x.shape[-2]), int(x.shape[-1]))
     (i, j), (yf, xf) = feature_cell(point, geometry, feature_size)
     function: CorrelationFunction = module.function
@@ -279,7 +411,7 @@ def _common(
     cor = module.correlation_map(x, (i, j))[0]  # cor_2d(u, ·) (Eq. 6), the module's own method
     dy, dx = _image_per_cell(geometry, feature_size)
     centres_y, centres_x = cell_centres(geometry, feature_size)
-    info: dict[str, Any] = {
+    common: dict[str, Any] = {
         "feature_size": feature_size,
         "feature_point": (i, j),
         "feature_point_float": (yf, xf),
@@ -293,18 +425,20 @@ def _common(
         "theta_hor": _numpy(th),
         "theta_ver": _numpy(tv),
         "param_names": list(function.param_names),
-        **_function_entries(function, th, tv),
-        "curve_x": _numpy(xs),
-        "curve_hor": _numpy(function(th, xs, width)),  # G(θ_u^hor, x) at the pixels (Eq. 5 for dft)
-        "curve_y": _numpy(ys),
-        "curve_ver": _numpy(function(tv, ys, height)),  # G(θ_u^ver, y)
-        # The same functions sampled finely over [0, L), for a continuous line.
-        "curve_dense_x": _numpy(dense_x),
-        "curve_dense_hor": _numpy(function(th, dense_x, width)),
-        "curve_dense_y": _numpy(dense_y),
-        "curve_dense_ver": _numpy(function(tv, dense_y, height)),
+        "parameter_groups": _parameter_groups(function, th, tv),
+        "curves": Curves(
+            x=_numpy(xs),
+            hor=_numpy(function(th, xs, width)),  # G(θ_u^hor, x) at the pixels (Eq. 5 for dft)
+            y=_numpy(ys),
+            ver=_numpy(function(tv, ys, height)),  # G(θ_u^ver, y)
+            # The same functions sampled finely over [0, L), for a continuous line.
+            dense_x=_numpy(dense_x),
+            dense_hor=_numpy(function(th, dense_x, width)),
+            dense_y=_numpy(dense_y),
+            dense_ver=_numpy(function(tv, dense_y, height)),
+        ),
     }
-    return info, th, tv
+    return common, th, tv
 
 
 @torch.no_grad()
@@ -316,7 +450,7 @@ def inspect_point(
     *,
     image_size: tuple[int, int] | None = None,
     inputs: ModuleInputs | None = None,
-) -> dict[str, Any]:
+) -> PointInspection:
     """SCM and ICM correlations of the pixel ``point = (row, col)`` at FPN ``level`` (see module doc).
 
     Args:
@@ -327,10 +461,10 @@ def inspect_point(
         level: ``"p2"`` … ``"p6"``.
         inputs: the :func:`module_inputs` of this image, to reuse across clicks.
 
-    Returns a dict with ``level``, ``point``, ``image_size``, ``input_size``, ``padded_size``,
-    ``feature_size`` / ``feature_point`` (the FPN level's map and the point's cell on it), and
-    ``scm`` / ``icm``: a dict of numpy arrays (see the module docstring) or ``None`` together with
-    ``scm_note`` / ``icm_note`` saying why.
+    Returns a :class:`PointInspection`: ``level``, ``point``, ``geometry`` (with ``image_size``,
+    ``input_size``, ``padded_size``), ``feature_size`` / ``feature_point`` (the FPN level's map
+    and the point's cell on it), and ``scm`` / ``icm``: a :class:`ScmView` / :class:`IcmView`, or
+    ``None`` together with ``scm_note`` / ``icm_note`` saying why.
     """
     level = _level_name(level)
     if inputs is None:
@@ -340,31 +474,22 @@ def inspect_point(
     fpn = inputs.fpn[level]
     fpn_size = (int(fpn.shape[-2]), int(fpn.shape[-1]))
     cell, _ = feature_cell(point, geometry, fpn_size)
-    result: dict[str, Any] = {
-        "level": level,
-        "point": point,
-        "image_size": geometry.image_size,
-        "input_size": geometry.input_size,
-        "padded_size": geometry.padded_size,
-        "feature_size": fpn_size,
-        "feature_point": cell,
-        "scm": None,
-        "icm": None,
-        "scm_note": inputs.scm_note,
-        "icm_note": inputs.icm_note,
-    }
+    scm_view = icm_view = None
+    scm_note, icm_note = inputs.scm_note, inputs.icm_note
     if inputs.scm:
         if level in inputs.scm:
             scm = model.semantic_head.module
             x = inputs.scm[level]
-            info, _, _ = _common(scm, x, point, geometry)
-            row_w, col_w = scm.axial_weights(x, info["feature_point"])  # softmax weights of Eq. 9
-            info["row_weights"] = row_w[0].double().cpu().numpy()
-            info["col_weights"] = col_w[0].double().cpu().numpy()
-            info["mode"] = scm.mode
-            result["scm"] = info
+            common, _, _ = _common(scm, x, point, geometry)
+            row_w, col_w = scm.axial_weights(x, common["feature_point"])  # softmax weights of Eq. 9
+            scm_view = ScmView(
+                **common,
+                row_weights=row_w[0].double().cpu().numpy(),
+                col_weights=col_w[0].double().cpu().numpy(),
+                mode=scm.mode,
+            )
         else:
-            result["scm_note"] = (
+            scm_note = (
                 f"The SCM runs on {', '.join(k.upper() for k in inputs.scm)} only; "
                 f"{level.upper()} has no semantic correlation."
             )
@@ -372,28 +497,42 @@ def inspect_point(
         if level in inputs.icm:
             icm = model.instance_head.position
             x = inputs.icm[level]
-            info, th, tv = _common(icm, x, point, geometry)
-            height, width = info["feature_size"]
+            common, th, tv = _common(icm, x, point, geometry)
+            height, width = common["feature_size"]
             ref_ys, ref_xs = icm.reference_points(height, width, device=x.device, dtype=th.dtype)
             # c_u of Eq. 10 for this pixel: cor_2d(u, P_ab), a = row, b = column of the grid.
             refs = correlation_2d(th, tv, ref_xs, ref_ys, width, height, icm.function)
-            info["references"] = refs.double().cpu().numpy()
-            info["reference_ys"] = ref_ys.double().cpu().numpy()
-            info["reference_xs"] = ref_xs.double().cpu().numpy()
-            dy, dx = info["stride"]
-            # Reference points sit at cell-centre coordinates p (pixel index); their centre is p + ½.
-            info["reference_ys_image"] = (info["reference_ys"] + 0.5) * dy
-            info["reference_xs_image"] = (info["reference_xs"] + 0.5) * dx
-            info["input_stride"] = _stride_note(x, fpn)
-            result["icm"] = info
+            reference_ys = ref_ys.double().cpu().numpy()
+            reference_xs = ref_xs.double().cpu().numpy()
+            dy, dx = common["stride"]
+            icm_view = IcmView(
+                **common,
+                references=refs.double().cpu().numpy(),
+                reference_ys=reference_ys,
+                reference_xs=reference_xs,
+                # Reference points sit at cell-centre coordinates p (pixel index); their centre is p + ½.
+                reference_ys_image=(reference_ys + 0.5) * dy,
+                reference_xs_image=(reference_xs + 0.5) * dx,
+                input_stride=_stride_note(x, fpn),
+            )
         else:
             levels = ", ".join(k.upper() for k in inputs.icm)
-            result["icm_note"] = (
+            icm_note = (
                 f"The instance branch of this model runs the ICM on {levels} only "
                 f"(model.instance.num_grids has {len(inputs.icm)} levels); {level.upper()} has no "
                 "instance correlation."
             )
-    return result
+    return PointInspection(
+        level=level,
+        point=point,
+        geometry=geometry,
+        feature_size=fpn_size,
+        feature_point=cell,
+        scm=scm_view,
+        icm=icm_view,
+        scm_note=scm_note,
+        icm_note=icm_note,
+    )
 
 
 def _stride_note(x: Tensor, fpn: Tensor) -> str | None:
