@@ -89,6 +89,7 @@ def panoptic_fusion(
     stuff_area: int = 4096,
     score_thr: float = 0.0,
     semantic_probs: Tensor | None = None,
+    semantic_score: Tensor | None = None,
 ) -> tuple[Tensor, list[dict]]:
     """Merge instances and the semantic argmax into a panoptic segmentation (module docstring).
 
@@ -103,6 +104,9 @@ def panoptic_fusion(
             small images).
         score_thr: instances scoring below this are skipped.
         semantic_probs: optional (C, H, W) softmax of the semantic branch, for stuff scores.
+        semantic_score: optional (H, W) ``semantic_probs`` at each pixel's ``semantic`` class
+            (``probs.max(0).values`` when ``semantic`` is the argmax); saves a gather over the
+            C×H×W map. Only used with ``semantic_probs``.
 
     Returns:
         ``(panoptic, segments_info)``: an (H, W) int64 map of segment ids (0 = void) and one dict
@@ -151,8 +155,10 @@ def panoptic_fusion(
     prob_sums = None
     if semantic_probs is not None:
         # the probability of each free pixel's own (argmax) class, summed per class
-        index = semantic.long().clamp(max=semantic_probs.shape[0] - 1)[None]
-        own_prob = semantic_probs.to(device).gather(0, index)[0][paint].double()
+        if semantic_score is None:
+            index = semantic.long().clamp(max=semantic_probs.shape[0] - 1)[None]
+            semantic_score = semantic_probs.to(device).gather(0, index)[0]
+        own_prob = semantic_score.to(device)[paint].double()
         prob_sums = torch.bincount(free_classes, weights=own_prob, minlength=len(counts)).tolist()
     lut = torch.zeros(len(counts), dtype=torch.int64, device=device)
     for c, area in enumerate(counts):
