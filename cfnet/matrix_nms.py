@@ -121,8 +121,10 @@ def matrix_nms(
         )
 
     dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
-    # decay_iou[i, j] = IoU(i, j) for i < j with the same label, else 0 (upper triangle)
-    decay_iou = _same_label_iou(masks.bool(), labels, mask_area, dtype).triu(diagonal=1)
+    # decay_iou[i, j] = IoU(i, j) for i < j with the same label, else 0 (upper triangle).
+    # Never under autocast: a half-precision matmul would round (fp16: overflow) the pixel counts.
+    with torch.autocast(device_type=masks.device.type, enabled=False):
+        decay_iou = _same_label_iou(masks.bool(), labels, mask_area, dtype).triu(diagonal=1)
     # comp[i] = max IoU of mask i with a higher-scored mask of its class (column-wise max)
     comp = decay_iou.max(dim=0).values
     if kernel == "gaussian":

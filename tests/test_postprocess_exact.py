@@ -96,6 +96,18 @@ def test_matrix_nms_matches_reference(threads, num_labels, kernel, dtype):
         assert torch.equal(old, new)
 
 
+def test_matrix_nms_is_exact_under_autocast():
+    # `cfnet bench model --amp` runs the post-processing under autocast: the IoU matmul must not
+    # drop to half precision (pixel counts above 256 are not exact in bf16, above 65504 overflow fp16)
+    g = torch.Generator().manual_seed(5)
+    masks = torch.rand(30, 40, 50, generator=g) > 0.3
+    labels = torch.randint(2, (30,), generator=g)
+    scores = torch.rand(30, generator=g).sort(descending=True).values
+    plain = matrix_nms(masks, labels, scores)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(matrix_nms(masks, labels, scores), plain)
+
+
 def test_max_indices_equal_argmax_with_ties(threads):
     # the post-processing takes the semantic argmax from probs.max(0): same first-max rule
     g = torch.Generator().manual_seed(0)
