@@ -118,11 +118,10 @@ def panoptic_fusion(
     segments: list[dict] = []
 
     masks = instance_masks.to(device=device, dtype=torch.bool)
-    # areas and bounding boxes in two passes over all masks; each instance then only touches
-    # its own box (an image holds up to max_per_img instances)
-    row_count, col_count = masks.sum(2), masks.sum(1)
-    mask_area = row_count.sum(1).tolist()
-    boxes = [_span(r) + _span(c) for r, c in zip((row_count > 0).tolist(), (col_count > 0).tolist())]
+    # bounding boxes in two boolean passes over all masks (any() stops at the first pixel and
+    # does not widen to int64 like sum()); each instance then only touches its own box (an image
+    # holds up to max_per_img instances), its area included
+    boxes = [_span(r) + _span(c) for r, c in zip(masks.any(2).tolist(), masks.any(1).tolist())]
     occupied = torch.zeros(semantic.shape, dtype=torch.bool, device=device)
     scores = instance_scores.detach().to(device)
     order = torch.sort(scores, descending=True, stable=True).indices.tolist()
@@ -130,12 +129,13 @@ def panoptic_fusion(
         score = float(scores[k])
         if score < score_thr:
             break  # sorted: every later one is lower
-        area = mask_area[k]
-        if area == 0:
-            continue
         y0, y1, x0, x1 = boxes[k]
+        if y1 == y0:
+            continue  # empty mask
+        mask = masks[k, y0:y1, x0:x1]
+        area = int(torch.count_nonzero(mask))
         occ = occupied[y0:y1, x0:x1]
-        visible = masks[k, y0:y1, x0:x1] & ~occ
+        visible = mask & ~occ
         n_visible = int(visible.sum())
         if n_visible == 0 or n_visible < overlap_thr * area:
             continue
