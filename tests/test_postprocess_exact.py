@@ -181,3 +181,6 @@ def test_random_133_class_model_with_many_surviving_masks(threads):
     g = torch.Generator().manual_seed(0)
     images = [torch.rand(3, 120, 150, generator=g), torch.rand(3, 97, 61, generator=g)]
     assert _compare_model(model, images, threads, boost) > 5
+    # the real COCO sample at its own sizes (resized to 96 px for the network and back)
+    coco = [_load(p) for p in sorted(COCO_SAMPLE.iterdir())]
+    assert _compare_model(model, coco, threads, boost) > 5
