@@ -10,10 +10,10 @@
    same seed, weights and batches. The JSON keeps the three loss curves; the check reports the
    largest relative difference of each device curve from the CPU one over the compared
    iterations, and at the first iteration (before any update: the pure numerical difference).
-   It passes when the first-iteration difference is under 1e-3 (fp32; cuDNN may use TF32 for
-   convolutions) and 2e-2 (AMP), and the whole compared curve stays within 5 % (AdamW amplifies
-   round-off a little every step). Also reported: the device's img/s, its split into data,
-   forward, backward and optimiser, and the peak memory.
+   The fp32 runs have TF32 switched off (cuDNN allows it for convolutions by default). It passes
+   when the first-iteration difference is under 1e-3 (fp32) and 2e-2 (AMP), and the whole compared
+   curve stays within 5 % (AdamW amplifies round-off a little every step). Also reported: the
+   device's img/s, its split into data, forward, backward and optimiser, and the peak memory.
 2. **Inference latency** — ``cfnet bench model`` for ``paper-r50`` (ours) against the Table-8
    baseline (``--vs``) and torchvision's Mask R-CNN (``--vs-torchvision``) at 800×1333, in fp32
    and with ``--amp``, with the peak memory of each model.
@@ -31,6 +31,7 @@ written anyway).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -75,6 +76,17 @@ def _relative(a: list[float], b: list[float]) -> list[float]:
     return [abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b)]
 
 
+@contextlib.contextmanager
+def _strict_fp32():
+    """No TF32 in cuDNN convolutions or matmuls (cuDNN allows it by default): fp32 means fp32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _train_curves(args, device: torch.device, tmp: Path) -> dict:
     from cfnet.bench.train import TrainBench, summarize
     from cfnet.config import get_config
@@ -101,10 +113,11 @@ def _train_curves(args, device: torch.device, tmp: Path) -> dict:
         torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     )
     for key, dev, cfg in (("device_fp32", device, cfg_dev), ("cpu_fp32", torch.device("cpu"), cfg_cpu)):
-        bench = TrainBench(cfg, train_dir, dev, amp=False)
-        for _ in range(args.compare_iters):
-            bench.step()
-        bench.close()
+        with _strict_fp32():
+            bench = TrainBench(cfg, train_dir, dev, amp=False)
+            for _ in range(args.compare_iters):
+                bench.step()
+            bench.close()
         runs[key] = summarize(key, [], bench, warmup=min(1, args.compare_iters - 1))
     n = args.compare_iters
     cpu = runs["cpu_fp32"]["losses"][:n]
