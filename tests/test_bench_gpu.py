@@ -32,10 +32,28 @@ def test_gpu_check_dry_run_on_cpu(tmp_path, capsys):
     modules = {r["module"] for r in report["modules"]["results"]}
     assert modules == {"scm-axial", "scm-global", "attention", "icm"}
     md = (tmp_path / "gpu_check.md").read_text()
-    for title in ("## Training shapes-tiny", "## Inference at 64x96", "## Modules"):
+    for title in ("## Training shapes-tiny", "## Inference at 64x96, fp32", "## Inference at 64x96, AMP",
+                  "## Modules"):
         assert title in md
-    assert "Table-8 baseline" in md and "/ Mask R-CNN" in md
+    assert "Table-8 baseline" in md and "/ Mask R-CNN" in md and "passed" in md
+    assert report["errors"] == {}
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_failing_part_is_recorded_and_the_rest_still_runs(tmp_path, monkeypatch):
+    import cfnet.bench.gpu as gpu
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(gpu, "_bench_model", boom)
+    assert cli(["bench", "gpu", "--device", "cpu", "--dry-run", "--out", str(tmp_path)]) == 1
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert set(report["errors"]) == {"model_fp32", "model_amp"}
+    assert "simulated" in report["errors"]["model_fp32"]
+    assert report["training"] is not None and report["modules"] is not None
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert "FAILED" in md and "model_fp32 failed" in md and "## Modules" in md
 
 
 def test_gpu_check_script_parses():

@@ -24,8 +24,9 @@
 Every timer synchronises the device first (``torch.cuda.synchronize``), peak memory is
 ``torch.cuda.max_memory_allocated`` after a reset, and the timings are medians after warm-up.
 Outputs in ``--out``: ``gpu_check.json`` (everything, including the machine) and
-``gpu_check.md`` (the tables). The exit status is 1 when the loss check fails (the files are
-written anyway).
+``gpu_check.md`` (the tables). A part that fails (an exception, say out of memory) is recorded
+with its traceback and the others still run; the exit status is 1 when a part failed or the loss
+check did not pass (the files are written anyway).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import json
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -170,14 +172,36 @@ def run(args: argparse.Namespace) -> dict:
     if args.dry_run:
         args = _dry(args)
     report: dict = {"device": str(device), "dry_run": args.dry_run, "machine": machine_info(device)}
+    report["errors"] = {}
     started = time.perf_counter()
+
+    def section(key: str, fn) -> None:
+        # one failing part must not cost the others (a GPU session may be a single try)
+        t = time.perf_counter()
+        try:
+            report[key] = fn()
+        except Exception as e:  # noqa: BLE001 - recorded, reported, and the exit status says so
+            report[key] = None
+            report["errors"][key] = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"
+            print(f"cfnet bench gpu: {key} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        print(f"cfnet bench gpu: {key} took {time.perf_counter() - t:.0f} s", file=sys.stderr)
+
     with tempfile.TemporaryDirectory(prefix="cfnet-gpu-check-") as tmp:
-        report["training"] = _train_curves(args, device, Path(tmp) / "shapes")
-        report["model_fp32"] = _bench_model(args, device, Path(tmp), amp=False)
-        report["model_amp"] = _bench_model(args, device, Path(tmp), amp=True)
-    report["modules"] = _bench_modules(args, device)
+        section("training", lambda: _train_curves(args, device, Path(tmp) / "shapes"))
+        section("model_fp32", lambda: _bench_model(args, device, Path(tmp), amp=False))
+        section("model_amp", lambda: _bench_model(args, device, Path(tmp), amp=True))
+    section("modules", lambda: _bench_modules(args, device))
     report["wall_s"] = time.perf_counter() - started
     return report
+
+
+def passed(report: dict) -> bool:
+    """No section failed and the training curves agree with the CPU's."""
+    tr = report.get("training")
+    return not report["errors"] and tr is not None and all(c["ok"] for c in tr["check"].values())
 
 
 def _model_rows(data: dict, precision: str) -> list[str]:
@@ -200,15 +224,43 @@ def _model_rows(data: dict, precision: str) -> list[str]:
 
 def format_markdown(report: dict) -> str:
     from cfnet.bench.modules import format_table
-    from cfnet.bench.train import STAGES
 
-    tr = report["training"]
+    tr = report.get("training")
     m = report["machine"]
     lines = [
         f"# GPU check ({'dry run, ' if report['dry_run'] else ''}{report['device']})",
         "",
         f"Machine: {m.get('gpu', m.get('cpu', m['processor']))}, torch {m['torch']}, "
-        f"{m['cpu_threads']} CPU threads; wall time {report['wall_s']:.0f} s.",
+        f"{m['cpu_threads']} CPU threads; wall time {report['wall_s']:.0f} s. "
+        f"Result: **{'passed' if passed(report) else 'FAILED'}**.",
+    ]
+    for key, err in report["errors"].items():
+        lines += ["", f"**{key} failed:** `{err.splitlines()[0]}` (traceback in gpu_check.json)"]
+    if tr is not None:
+        lines += _training_lines(tr)
+    for key, precision in (("model_fp32", "fp32"), ("model_amp", "AMP")):
+        data = report.get(key)
+        if data is None:
+            continue
+        size = "x".join(str(v) for v in data["size"])
+        lines += [
+            "",
+            f"## Inference at {size}, {precision} ({data['preset']}, median ms per image, batch 1)",
+            "",
+            "| model | precision | params (M) | total | backbone | SCM + ICM | heads | post-proc. | peak MB "
+            "| / Mask R-CNN |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *_model_rows(data, precision),
+        ]
+    if report.get("modules") is not None:
+        lines += ["", "## Modules (forward + backward)", "", format_table(report["modules"])]
+    return "\n".join(lines) + "\n"
+
+
+def _training_lines(tr: dict) -> list[str]:
+    from cfnet.bench.train import STAGES
+
+    lines = [
         "",
         f"## Training shapes-tiny ({tr['train_iters']} iterations with AMP; first {tr['compare_iters']} "
         "compared with the CPU)",
@@ -227,23 +279,7 @@ def format_markdown(report: dict) -> str:
             f"| {key} | {c['first_iteration_rel_diff']:.2e} | {c['max_rel_diff']:.2e} | "
             f"{c['first_tolerance']:g} / {c['curve_tolerance']:g} | {'yes' if c['ok'] else 'NO'} |"
         )
-    size = "x".join(str(s) for s in report["model_fp32"]["size"])
-    lines += [
-        "",
-        f"## Inference at {size} ({report['model_fp32']['preset']}, median ms per image, batch 1)",
-        "",
-        "| model | precision | params (M) | total | backbone | SCM + ICM | heads | post-proc. | peak MB "
-        "| / Mask R-CNN |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *_model_rows(report["model_fp32"], "fp32"),
-        *_model_rows(report["model_amp"], "AMP"),
-        "",
-        "## Modules (forward + backward)",
-        "",
-        format_table(report["modules"]),
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def main(args: argparse.Namespace) -> int:
@@ -267,4 +303,4 @@ def main(args: argparse.Namespace) -> int:
     (args.out / "gpu_check.md").write_text(md)
     print(md)
     print(f"wrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'}")
-    return 0 if all(c["ok"] for c in report["training"]["check"].values()) else 1
+    return 0 if passed(report) else 1
