@@ -20,6 +20,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("info",), "cfnet.info", "parameter counts per component and the resolved config of a preset"),
     (("bench", "modules"), "cfnet.bench.modules", "time and memory of SCM, ICM and attention vs map size"),
     (("bench", "model"), "cfnet.bench.model", "inference latency of a preset, optionally vs a variant"),
+    (("bench", "train"), "cfnet.bench.train", "training img/s and its data/forward/backward/optimiser split"),
+    (("bench", "gpu"), "cfnet.bench.gpu", "the GPU checks in one go: AMP training vs CPU, model and modules"),
     (("data", "shapes"), "cfnet.data.shapes", "generate the synthetic `shapes` panoptic dataset"),
     (("train",), "cfnet.engine.train", "train a model (single process or under torchrun)"),
     (("eval",), "cfnet.engine.evaluate", "PQ/SQ/RQ, mIoU and mask AP of a checkpoint on a split"),

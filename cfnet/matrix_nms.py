@@ -48,6 +48,35 @@ def mask_iou_matrix(
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
+def _same_label_iou(masks: Tensor, labels: Tensor, mask_area: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """``mask_iou_matrix(masks) * (labels_i == labels_j)``, computing only the same-label blocks.
+
+    Only same-label pairs decay, so the cross-label IoUs (all but about 1/L of the matrix with L
+    labels present: the bulk of Matrix NMS's cost) are never needed. The result is bit-identical
+    to the full product: the pixel counts are integers summed exactly in ``dtype`` in any order
+    (below 2**24 in float32, 2**53 in float64, which the check guarantees; otherwise the full
+    matrix is computed as before), and every other operation is elementwise.
+    """
+    n = masks.shape[0]
+    pixels = masks[0].numel() if n else 0
+    if pixels >= (2**24 if dtype == torch.float32 else 2**53) or n < 2:
+        iou = mask_iou_matrix(masks, mask_area, dtype)
+        return iou * (labels[:, None] == labels[None, :])
+    flat = masks.reshape(n, -1)
+    area = flat.sum(1).to(dtype) if mask_area is None else mask_area.to(dtype)
+    out = torch.zeros(n, n, dtype=dtype, device=masks.device)
+    unique, counts = torch.unique(labels, return_counts=True)
+    for label in unique[counts > 1].tolist():
+        idx = torch.nonzero(labels == label).squeeze(1)
+        sub = flat[idx].to(dtype)
+        inter = sub @ sub.T
+        a = area[idx]
+        union = a[:, None] + a[None, :] - inter
+        iou = torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+        out[idx[:, None], idx[None, :]] = iou
+    return out
+
+
 def matrix_nms(
     masks: Tensor,
     labels: Tensor,
@@ -92,10 +121,10 @@ def matrix_nms(
         )
 
     dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
-    iou = mask_iou_matrix(masks.bool(), mask_area, dtype)
-    same = labels[:, None] == labels[None, :]
-    # decay_iou[i, j] = IoU(i, j) for i < j with the same label, else 0 (upper triangle)
-    decay_iou = (iou * same).triu(diagonal=1)
+    # decay_iou[i, j] = IoU(i, j) for i < j with the same label, else 0 (upper triangle).
+    # Never under autocast: a half-precision matmul would round (fp16: overflow) the pixel counts.
+    with torch.autocast(device_type=masks.device.type, enabled=False):
+        decay_iou = _same_label_iou(masks.bool(), labels, mask_area, dtype).triu(diagonal=1)
     # comp[i] = max IoU of mask i with a higher-scored mask of its class (column-wise max)
     comp = decay_iou.max(dim=0).values
     if kernel == "gaussian":

@@ -117,7 +117,9 @@ class CFNet(nn.Module):
         for b, (image_size, original) in enumerate(zip(batch.image_sizes, original_sizes)):
             logits = PanopticTransform.postprocess_map(sem_logits[b].float(), padded, image_size, original)
             probs = logits.softmax(0)
-            semantic = probs.argmax(0)
+            # max(0) gives the argmax (the first maximal index, like argmax) and the winning
+            # probability that the fusion's stuff scores need, in one pass over the C×H×W map
+            semantic_score, semantic = probs.max(0)
             instances = self.instance_head.predict(
                 cate_preds, kernel_preds, mask_features, b, image_size, original
             )
@@ -130,6 +132,7 @@ class CFNet(nn.Module):
                 overlap_thr=inf.overlap_thr,
                 stuff_area=inf.stuff_area,
                 semantic_probs=probs,
+                semantic_score=semantic_score,
             )
             segments_info = [
                 {

@@ -89,6 +89,7 @@ def panoptic_fusion(
     stuff_area: int = 4096,
     score_thr: float = 0.0,
     semantic_probs: Tensor | None = None,
+    semantic_score: Tensor | None = None,
 ) -> tuple[Tensor, list[dict]]:
     """Merge instances and the semantic argmax into a panoptic segmentation (module docstring).
 
@@ -103,6 +104,9 @@ def panoptic_fusion(
             small images).
         score_thr: instances scoring below this are skipped.
         semantic_probs: optional (C, H, W) softmax of the semantic branch, for stuff scores.
+        semantic_score: optional (H, W) ``semantic_probs`` at each pixel's ``semantic`` class
+            (``probs.max(0).values`` when ``semantic`` is the argmax); saves a gather over the
+            C×H×W map. Only used with ``semantic_probs``.
 
     Returns:
         ``(panoptic, segments_info)``: an (H, W) int64 map of segment ids (0 = void) and one dict
@@ -114,11 +118,10 @@ def panoptic_fusion(
     segments: list[dict] = []
 
     masks = instance_masks.to(device=device, dtype=torch.bool)
-    # areas and bounding boxes in two passes over all masks; each instance then only touches
-    # its own box (an image holds up to max_per_img instances)
-    row_count, col_count = masks.sum(2), masks.sum(1)
-    mask_area = row_count.sum(1).tolist()
-    boxes = [_span(r) + _span(c) for r, c in zip((row_count > 0).tolist(), (col_count > 0).tolist())]
+    # bounding boxes in two boolean passes over all masks (any() stops at the first pixel and
+    # does not widen to int64 like sum()); each instance then only touches its own box (an image
+    # holds up to max_per_img instances), its area included
+    boxes = [_span(r) + _span(c) for r, c in zip(masks.any(2).tolist(), masks.any(1).tolist())]
     occupied = torch.zeros(semantic.shape, dtype=torch.bool, device=device)
     scores = instance_scores.detach().to(device)
     order = torch.sort(scores, descending=True, stable=True).indices.tolist()
@@ -126,12 +129,13 @@ def panoptic_fusion(
         score = float(scores[k])
         if score < score_thr:
             break  # sorted: every later one is lower
-        area = mask_area[k]
-        if area == 0:
-            continue
         y0, y1, x0, x1 = boxes[k]
+        if y1 == y0:
+            continue  # empty mask
+        mask = masks[k, y0:y1, x0:x1]
+        area = int(torch.count_nonzero(mask))
         occ = occupied[y0:y1, x0:x1]
-        visible = masks[k, y0:y1, x0:x1] & ~occ
+        visible = mask & ~occ
         n_visible = int(visible.sum())
         if n_visible == 0 or n_visible < overlap_thr * area:
             continue
@@ -151,8 +155,10 @@ def panoptic_fusion(
     prob_sums = None
     if semantic_probs is not None:
         # the probability of each free pixel's own (argmax) class, summed per class
-        index = semantic.long().clamp(max=semantic_probs.shape[0] - 1)[None]
-        own_prob = semantic_probs.to(device).gather(0, index)[0][paint].double()
+        if semantic_score is None:
+            index = semantic.long().clamp(max=semantic_probs.shape[0] - 1)[None]
+            semantic_score = semantic_probs.to(device).gather(0, index)[0]
+        own_prob = semantic_score.to(device)[paint].double()
         prob_sums = torch.bincount(free_classes, weights=own_prob, minlength=len(counts)).tolist()
     lut = torch.zeros(len(counts), dtype=torch.int64, device=device)
     for c, area in enumerate(counts):

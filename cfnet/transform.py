@@ -189,10 +189,20 @@ class PanopticTransform(nn.Module):
             # neighbour) gives exactly the full upsample-then-crop, at a fraction of the cost.
             rows = min(x.shape[-2], -(-h // sy) + 1)
             cols = min(x.shape[-1], -(-w // sx) + 1)
-            x = F.interpolate(
-                x[None, :, :rows, :cols], size=(rows * sy, cols * sx), mode="bilinear", align_corners=False
-            )[0]
+            x = x[None, :, :rows, :cols]
+            if _is_pow2(sy) and _is_pow2(sx):
+                # Straight to the (h, w) crop, contiguous: with the scale passed explicitly the
+                # kernel samples at 1/s (exact for a power of two, the same float as in/out), so
+                # every output pixel equals the upsample-then-crop one, without the padded columns
+                # and the strided view that made the softmax after it slow.
+                x = torch.ops.aten.upsample_bilinear2d(x, [h, w], False, float(sy), float(sx))[0]
+            else:
+                x = F.interpolate(x, size=(rows * sy, cols * sx), mode="bilinear", align_corners=False)[0]
         x = x[:, :h, :w]
         if (h, w) != tuple(original_size):
             x = F.interpolate(x[None], size=tuple(original_size), mode="bilinear", align_corners=False)[0]
         return x
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0

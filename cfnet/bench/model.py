@@ -15,6 +15,16 @@ Per-component times come from explicit stages of the eval forward (``preprocess`
 fusion) and forward hooks on the shared modules: ``scm`` (the semantic module over P2–P5) and
 ``icm`` (the position module over all instance levels) are cut out of ``heads``. On CUDA every
 boundary synchronises. Runs on CUDA when present (``--device auto``), else on the CPU.
+
+``--vs-torchvision maskrcnn_resnet50_fpn`` adds torchvision's Mask R-CNN R50-FPN as a peer, built
+with ``weights=None, weights_backbone=None`` (nothing downloads; random weights like ours), its
+transform pinned to the same input size, and timed in the same alternation. Its stages:
+``preprocess`` (its transform), ``backbone`` (ResNet-50 + FPN), ``heads`` (RPN + RoI heads) and
+``postprocess`` (box rescaling and mask pasting). With random weights its class scores are about
+1/91, under the default ``box_score_thresh`` of 0.05, so the mask head would never run: the peer is
+built with ``box_score_thresh=0`` and keeps its ``detections_per_img`` (100) detections, i.e. the
+work of a trained model on a busy image. ``--amp`` runs every model under autocast (fp16 on CUDA,
+bf16 on the CPU).
 """
 
 from __future__ import annotations
@@ -26,13 +36,17 @@ import shlex
 import statistics
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["add_arguments", "main", "time_inference", "machine_info", "parse_size"]
+__all__ = [
+    "add_arguments", "main", "time_inference", "time_torchvision", "build_peer", "machine_info", "parse_size",
+]
+
+PEERS = ("maskrcnn_resnet50_fpn",)
 
 STAGES = ("preprocess", "backbone", "scm", "icm", "heads", "postprocess")
 
@@ -125,6 +139,37 @@ def time_inference(model: nn.Module, image: torch.Tensor, device: torch.device) 
     return times
 
 
+def build_peer(name: str, size: tuple[int, int]) -> nn.Module:
+    """A torchvision detection model with random weights whose transform keeps ``size`` as is."""
+    from torchvision.models import detection
+
+    if name not in PEERS:
+        raise ValueError(f"--vs-torchvision: {name!r} is not one of {', '.join(PEERS)}")
+    return getattr(detection, name)(
+        weights=None, weights_backbone=None, min_size=min(size), max_size=max(size), box_score_thresh=0.0
+    )
+
+
+@torch.no_grad()
+def time_torchvision(model: nn.Module, image: torch.Tensor, device: torch.device) -> dict[str, float]:
+    """One eval forward of a torchvision ``GeneralizedRCNN`` split into the same stages as ours."""
+    timer = _Timer(device)
+    start = timer.now()
+    original = [tuple(image.shape[-2:])]
+    with timer.stage("preprocess"):
+        images, _ = model.transform([image])
+    with timer.stage("backbone"):
+        features = model.backbone(images.tensors)
+    with timer.stage("heads"):
+        proposals, _ = model.rpn(images, features)
+        detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+    with timer.stage("postprocess"):
+        model.transform.postprocess(detections, images.image_sizes, original)
+    times = dict(timer.times)
+    times["total"] = timer.now() - start
+    return times
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", required=True, help="preset name or YAML path")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value for the base model")
@@ -139,16 +184,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and image")
+    parser.add_argument(
+        "--vs-torchvision", choices=PEERS, default=None, metavar="MODEL",
+        help="also time this torchvision model (random weights, nothing downloads): maskrcnn_resnet50_fpn",
+    )
+    parser.add_argument("--amp", action="store_true", help="autocast (fp16 on CUDA, bf16 on the CPU)")
 
 
-def _format(results: list[dict], ratio: float | None) -> str:
-    head = f"{'model':<8} {'params (M)':>10} {'median ms':>10} " + " ".join(f"{s:>11}" for s in STAGES)
+def _format(results: list[dict], ratio: float | None, peer_ratios: dict[str, float] | None = None) -> str:
+    width = max(8, *(len(r["name"]) for r in results))
+    head = f"{'model':<{width}} {'params (M)':>10} {'median ms':>10} " + " ".join(f"{s:>11}" for s in STAGES)
     lines = [head, "-" * len(head)]
     for r in results:
         comp = " ".join(f"{r['components_ms'][s]:>11.1f}" for s in STAGES)
-        lines.append(f"{r['name']:<8} {r['params'] / 1e6:>10.2f} {r['median_ms']:>10.1f} {comp}")
+        lines.append(f"{r['name']:<{width}} {r['params'] / 1e6:>10.2f} {r['median_ms']:>10.1f} {comp}")
     if ratio is not None:
         lines.append(f"ratio variant / base: {ratio:.3f}")
+    for name, value in (peer_ratios or {}).items():
+        lines.append(f"ratio {name}: {value:.3f}")
     return "\n".join(lines)
 
 
@@ -180,6 +233,10 @@ def main(args: argparse.Namespace) -> int:
             torch.manual_seed(args.seed)
             cfg = get_config(args.preset, overrides + pin)
             models.append((name, overrides, build_model(cfg).to(device).eval()))
+        peer = getattr(args, "vs_torchvision", None)
+        if peer:
+            torch.manual_seed(args.seed)
+            models.append((peer, [], build_peer(peer, size).to(device).eval()))
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"cfnet bench model: {e}", file=sys.stderr)
         return 2
@@ -187,10 +244,24 @@ def main(args: argparse.Namespace) -> int:
     image = torch.rand(3, *size, generator=gen).to(device)
     samples: dict[str, list[dict]] = {name: [] for name, _, _ in models}
     total = (args.warmup + args.repeats) * len(models)
+    amp = getattr(args, "amp", False)
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp else nullcontext
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    peak: dict[str, int] = {}
     with tqdm(total=total, desc=f"bench {args.preset} {size[0]}x{size[1]} on {device.type}") as bar:
         for r in range(args.warmup + args.repeats):
-            for name, _, model in models:  # alternating: base, variant, base, variant, ...
-                times = time_inference(model, image, device)
+            for name, _, model in models:  # alternating: base, variant, [peer,] base, ...
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                with autocast():
+                    if name == peer:
+                        times = time_torchvision(model, image, device)
+                    else:
+                        times = time_inference(model, image, device)
+                if device.type == "cuda":
+                    peak[name] = max(peak.get(name, 0), torch.cuda.max_memory_allocated(device))
                 if r >= args.warmup:
                     samples[name].append(times)
                 bar.update(1)
@@ -201,14 +272,23 @@ def main(args: argparse.Namespace) -> int:
             {
                 "name": name,
                 "overrides": overrides,
-                "params": count_parameters(model)["total"],
+                "params": (
+                    sum(p.numel() for p in model.parameters()) if name == peer
+                    else count_parameters(model)["total"]
+                ),
                 "median_ms": 1000 * statistics.median(t["total"] for t in runs),
                 "components_ms": {s: 1000 * statistics.median(t[s] for t in runs) for s in STAGES},
                 "samples_ms": [1000 * t["total"] for t in runs],
+                "peak_memory_mb": peak[name] / 2**20 if name in peak else None,
             }
         )
-    ratio = results[1]["median_ms"] / results[0]["median_ms"] if len(results) > 1 else None
-    print(_format(results, ratio))
+    ours = [r for r in results if r["name"] != peer]
+    ratio = ours[1]["median_ms"] / ours[0]["median_ms"] if len(ours) > 1 else None
+    peer_ratios = {}
+    if peer:
+        peer_ms = results[-1]["median_ms"]
+        peer_ratios = {f"{r['name']} / {peer}": r["median_ms"] / peer_ms for r in ours}
+    print(_format(results, ratio, peer_ratios))
     if args.json is not None:
         out = {
             "preset": args.preset,
@@ -218,6 +298,9 @@ def main(args: argparse.Namespace) -> int:
             "machine": machine_info(device),
             "models": results,
             "ratio": ratio,
+            "amp": amp,
+            "peer": peer,
+            "peer_ratios": peer_ratios,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

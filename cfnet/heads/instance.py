@@ -101,6 +101,28 @@ def dynamic_conv(kernels: Tensor, mask_features: Tensor) -> Tensor:
     return (kernels @ mask_features.reshape(e, h * w)).reshape(-1, h, w)
 
 
+def upsample_masks(
+    probs: Tensor,
+    mask_thr: float,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+    original_size: tuple[int, int],
+    chunk: int = 8,
+) -> Tensor:
+    """``PanopticTransform.postprocess_map(probs, ...) > mask_thr``, ``chunk`` maps at a time.
+
+    Bilinear resizing treats every map on its own, so resizing a few at a time and thresholding
+    straight into the bool output gives the same masks without ever holding all K maps at full
+    resolution in float (K × H × W × 4 bytes, about 430 MB for 100 masks at 800×1333).
+    """
+    height, width = original_size
+    out = torch.empty(probs.shape[0], height, width, dtype=torch.bool, device=probs.device)
+    for i in range(0, probs.shape[0], chunk):
+        full = PanopticTransform.postprocess_map(probs[i : i + chunk], padded_size, image_size, original_size)
+        torch.gt(full, mask_thr, out=out[i : i + chunk])
+    return out
+
+
 def point_nms(scores: Tensor) -> Tensor:
     """SOLOv2's point NMS: keep a cell's score only where it equals the max of its 2×2 window."""
     local_max = F.max_pool2d(scores, kernel_size=2, stride=1, padding=1)[..., :-1, :-1]
@@ -392,28 +414,38 @@ class SOLOv2InstanceHead(nn.Module):
         # Masks only over the image's own extent at stride 4 (not the batch padding).
         hc, wc = -(-image_size[0] // MASK_STRIDE), -(-image_size[1] // MASK_STRIDE)
         feats = mask_features[index][:, :hc, :wc]
-        probs = dynamic_conv(kernels[cells], feats).float().sigmoid()
+        probs = dynamic_conv(kernels[cells], feats).float().sigmoid_()
         masks = probs > self.mask_thr
         area = masks.sum((1, 2)).float()
         keep = area > self.min_mask_area_ratio * cell_strides[cells]
         if not keep.any():
             return empty
-        probs, masks, area = probs[keep], masks[keep], area[keep]
-        cate_scores, labels = cate_scores[keep], labels[keep]
+        # The (N, h, w) float maps are the big tensors here: they are copied only when the area
+        # filter drops some, and after the NMS only the kept ones are gathered (by index). Every
+        # value is computed by the same operation on a tensor of the same shape as before, so the
+        # results are bit-identical (a reduction's order may depend on its shape).
+        if not bool(keep.all()):
+            probs, masks, area = probs[keep], masks[keep], area[keep]
+            cate_scores, labels = cate_scores[keep], labels[keep]
         maskness = (probs * masks).sum((1, 2)) / area
         cate_scores = cate_scores * maskness
         order = torch.argsort(cate_scores, descending=True)[: self.nms_pre]
-        probs, masks, area = probs[order], masks[order], area[order]
+        masks, area = masks[order], area[order]
         cate_scores, labels = cate_scores[order], labels[order]
         cate_scores = matrix_nms(
             masks, labels, cate_scores, kernel=self.nms_kernel, sigma=self.nms_sigma, mask_area=area
         )
+        del masks
         keep = cate_scores >= self.update_thr
         if not keep.any():
             return empty
-        probs, cate_scores, labels = probs[keep], cate_scores[keep], labels[keep]
-        order = torch.argsort(cate_scores, descending=True)[: self.max_per_img]
-        probs, cate_scores, labels = probs[order], cate_scores[order], labels[order]
+        order, cate_scores, labels = order[keep], cate_scores[keep], labels[keep]
+        final = torch.argsort(cate_scores, descending=True)[: self.max_per_img]
+        order, cate_scores, labels = order[final], cate_scores[final], labels[final]
+        probs = probs[order]
         padded = (hc * MASK_STRIDE, wc * MASK_STRIDE)
-        full = PanopticTransform.postprocess_map(probs, padded, image_size, original_size)
-        return {"masks": full > self.mask_thr, "labels": labels, "scores": cate_scores}
+        return {
+            "masks": upsample_masks(probs, self.mask_thr, padded, image_size, original_size),
+            "labels": labels,
+            "scores": cate_scores,
+        }
