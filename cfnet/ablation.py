@@ -484,6 +484,9 @@ def run_ablation(
         ckpt = checkpoint_path(out_dir, path)
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result["final_checkpoint"], ckpt)
+        log = run_dir / "metrics.jsonl"  # the loss curve: what a collapsed or odd run is read from
+        if log.is_file():
+            shutil.copyfile(log, ckpt.with_suffix(".jsonl"))
     if not keep_run:
         shutil.rmtree(run_dir, ignore_errors=True)
     return metrics

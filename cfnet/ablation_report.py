@@ -373,7 +373,8 @@ _WHY_PROTOCOL = (
     "The headroom controls below check that it is. The schedule is the `shapes-tiny` preset's own "
     "(2000 iterations at batch 8, AdamW, steps at 80 % and 92.5 %), not tuned for any row; 500 val "
     "images keep the evaluation noise small against the seed noise. Whether the full model reaches "
-    "PQ 75 on this set is reported, not tuned for."
+    "PQ 75 on this set is reported, not tuned for. Latencies (`latency_ms`) were measured while other "
+    "jobs shared the 2 cores: compare them only within a run of `cfnet bench model`, not here."
 )
 
 
@@ -420,7 +421,7 @@ def render_report(records: Sequence[dict[str, Any]], protocol: Any) -> str:
     ]
     if len(data_desc) > 1:
         lines.append("- **Warning**: the results come from more than one data set description.")
-    lines += ["", *_WHY_PROTOCOL, "", "## Headroom controls", ""]
+    lines += ["", _WHY_PROTOCOL, "", "## Headroom controls", ""]
     lines += render_table("controls", data)
     lines += ["#### Stuff confusion", ""]
     lines += _render_confusion(

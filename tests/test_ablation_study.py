@@ -101,6 +101,7 @@ def test_report_is_deterministic_and_shows_seeds_differences_and_pending(tmp_pat
     _write(results, _record("scm", 0, dict(base, PQ=99.0), iters=7))  # another protocol: ignored
     text = render_report(load_results(results), STUDY)
     assert text == render_report(load_results(results), STUDY)  # stable
+    assert "\nWhy this protocol. On the standard" in text
     assert "| + SCM | `scm` | 0,1,2 | 52.0 ± 1.1 |" in text
     # paired: diffs 1.0, 1.2, 0.8 -> mean 1.0, s 0.2, half 4.303*0.2/sqrt(3) = 0.50
     assert "| + SCM | +1.0 [+0.5, +1.5] ✓ |" in text
@@ -142,6 +143,7 @@ def test_one_real_study_run_then_cached_then_reported(tmp_path, one_torch_thread
     assert "training 1 iterations" in lines[0] and "ETA" in lines[1]
     kept = list((tmp_path / "runs" / "checkpoints").glob("scm-*.pt"))
     assert len(kept) == 1 and not (tmp_path / "runs" / "scm-seed0").exists()
+    assert kept[0].with_suffix(".jsonl").is_file()  # the loss curve stays beside the weights
     assert set(records[0]["diagnostics"]) >= {
         "scm_same_class_mass",
         "icm_separability",
