@@ -27,22 +27,17 @@ from cfnet.engine.train import resolve_splits, train
 from cfnet.inspection import inspect_point
 from cfnet.model import build_model
 from cfnet.modules import POSITION_MODULES, SEMANTIC_MODULES
-from tests.tiny import TINY_MODEL
+from tests.tiny import TINY_TRAINING
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "extending.md"
 TINY = [
-    *TINY_MODEL,
+    *TINY_TRAINING,
     "data.min_size_train=[64]",
-    "data.max_size_train=64",
-    "data.num_workers=0",
-    "solver.batch_size=2",
     "solver.max_iters=2",
     "solver.warmup_iters=1",
     "solver.steps=[]",
-    "solver.log_period=1",
-    "solver.checkpoint_period=100",
 ]
 
 

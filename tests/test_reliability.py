@@ -12,20 +12,12 @@ import shutil
 
 import pytest
 import torch
-from tiny import TINY_MODEL
+from tiny import TINY_MODEL, TINY_TRAINING
 
 from cfnet.cli import main as cli
 from cfnet.config import ConfigError, get_config
 
-TRAIN = [
-    *TINY_MODEL,
-    "data.max_size_train=64",
-    "data.min_size_train=[64]",
-    "data.num_workers=0",
-    "solver.batch_size=2",
-    "solver.log_period=1",
-    "solver.checkpoint_period=100",
-]
+TRAIN = [*TINY_TRAINING, "data.min_size_train=[64]"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TINY_MODEL
+from tiny import TINY_TRAINING
 
 import cfnet
 from cfnet.cli import main as cli
@@ -24,14 +24,7 @@ from cfnet.data import generate_shapes
 from cfnet.engine.train import InfiniteShardSampler, TrainingDiverged, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    *TINY_MODEL,
-    "data.max_size_train=64",
-    "data.num_workers=0",
-    "solver.batch_size=2",
-    "solver.log_period=1",
-    "solver.checkpoint_period=100",
-]
+TINY = TINY_TRAINING
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -9,3 +9,13 @@ TINY_MODEL = [
     "model.input.min_size_test=64",
     "model.input.max_size_test=64",
 ]
+
+# ... and the smallest training schedule around it (64 px, batch 2, a log line per iteration).
+TINY_TRAINING = [
+    *TINY_MODEL,
+    "data.max_size_train=64",
+    "data.num_workers=0",
+    "solver.batch_size=2",
+    "solver.log_period=1",
+    "solver.checkpoint_period=100",
+]
