@@ -73,3 +73,42 @@ def test_stuff_confusion_rows_are_percent_of_ground_truth():
         "a": {"a": 60.0, "b": 20.0, "thing": 10.0, "void": 10.0},
         "b": {"a": 75.0, "b": 25.0, "thing": 0.0, "void": 0.0},
     }
+
+
+def _loop_reference(panoptic_seg, segments_info, gt_masks, cats):
+    """The definition written out: for each touching thing, the best same-class IoU over segments."""
+    total = matched = 0
+    iou_sum = 0.0
+    for k in torch.nonzero(touching_same_class(gt_masks, cats)).flatten().tolist():
+        total += 1
+        best = 0.0
+        for s in segments_info:
+            if s["isthing"] and s["category_id"] == int(cats[k]):
+                pred = panoptic_seg == s["id"]
+                inter = int((pred & gt_masks[k]).sum())
+                if inter:
+                    best = max(best, inter / int((pred | gt_masks[k]).sum()))
+        if best > 0.5:
+            matched += 1
+            iou_sum += best
+    return total, matched, iou_sum
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_evaluator_matches_the_loop_definition_on_random_scenes(seed):
+    gen = torch.Generator().manual_seed(seed)
+    size = 24
+    gt_ids = torch.randint(0, 6, (size // 4, size // 4), generator=gen).repeat_interleave(4, 0)
+    gt_ids = gt_ids.repeat_interleave(4, 1)  # blocky ground truth: touching things of few classes
+    masks = torch.stack([gt_ids == i for i in range(1, 6)])
+    cats = torch.randint(1, 3, (5,), generator=gen)
+    pred = gt_ids.clone()
+    pred[torch.rand(size, size, generator=gen) < 0.3] = 7  # a noisy prediction
+    info = [{"id": i, "category_id": int(torch.randint(1, 3, (1,), generator=gen)), "isthing": True}
+            for i in range(1, 8)]  # fmt: skip
+    info.append({"id": 9, "category_id": 1, "isthing": True})  # listed, but no pixel
+    ev = TouchingThingsEvaluator()
+    ev.update(pred, info, masks, cats)
+    total, matched, iou_sum = _loop_reference(pred, info, masks, cats)
+    assert (ev.total, ev.matched) == (total, matched)
+    assert ev.iou_sum == pytest.approx(iou_sum, rel=1e-12)
