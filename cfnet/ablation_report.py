@@ -155,11 +155,10 @@ def collect(
 _PERCENT_METRICS = {"PQ", "SQ", "RQ", "PQ_th", "PQ_st", "mIoU", "mask_AP", "PQ_touch"}
 
 
-def _fmt(value: float | None, metric: str = "") -> str:
+def _fmt(value: float | None) -> str:
+    # One decimal for every metric, percent and milliseconds alike.
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
-    if metric == "latency_ms":
-        return f"{value:.1f}"
     return f"{value:.1f}"
 
 
@@ -167,12 +166,12 @@ def _fmt_signed(value: float | None) -> str:
     return "—" if value is None else f"{value:+.1f}"
 
 
-def _summary_cell(summary: Summary | None, metric: str) -> str:
+def _summary_cell(summary: Summary | None) -> str:
     if summary is None:
         return "—"
     if summary.std is None:
-        return f"{_fmt(summary.mean, metric)}"
-    return f"{_fmt(summary.mean, metric)} ± {_fmt(summary.std, metric)}"
+        return f"{_fmt(summary.mean)}"
+    return f"{_fmt(summary.mean)} ± {_fmt(summary.std)}"
 
 
 def _difference_cell(diff: Difference | None) -> str:
@@ -224,7 +223,8 @@ def table_statistics(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> l
     out = []
     for row in table.rows:
         runs = data.get(row.run, {})
-        is_ref = row is ref_row
+        # A row that is the reference's run (Table 7's S=16 is N=5's run) has no difference to it.
+        is_ref = row.run == ref_row.run
         diffs = {
             m: None if is_ref else paired_difference(_metric_by_seed(runs, m), _metric_by_seed(ref_runs, m))
             for m in table.metrics
@@ -275,7 +275,7 @@ def render_table(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> list[
     lines += ["Mean ± sample std over seeds (a single number: one seed).", ""]
     rows = [
         [r.label, f"`{r.run}`", ",".join(map(str, r.seeds)) or "pending"]
-        + [_summary_cell(r.summaries[m], m) for m in table.metrics]
+        + [_summary_cell(r.summaries[m]) for m in table.metrics]
         for r in stats
     ]
     lines += _table(
@@ -303,7 +303,7 @@ def render_table(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> list[
         all_paper = [m for m in table.metrics if any(m in r.paper for r in table.rows)]
         lines += _table(
             ["row", *all_paper],
-            [[r.label] + [_fmt(r.paper.get(m), m) for m in all_paper] for r in table.rows],
+            [[r.label] + [_fmt(r.paper.get(m)) for m in all_paper] for r in table.rows],
         )
     return lines + [""] + resolution_lines(name, data) + [""]
 
