@@ -410,6 +410,7 @@ def run_ablation(
     import cfnet
     from cfnet.checkpoint import load_checkpoint
     from cfnet.config import apply_overrides
+    from cfnet.diagnostics import fit_loss
     from cfnet.engine.evaluate import evaluate
     from cfnet.engine.train import train
 
@@ -457,6 +458,9 @@ def run_ablation(
         evaluate(model, data_dir / "val", run_dir / "eval", device=device or "cpu", progress=progress)
     )
     diagnostics = diagnose(model, data_dir / "val", device or "cpu", progress) if diagnose else None
+    # Whether the final weights still fit the training data: a run that diverged without a NaN
+    # (a loss spike the network never recovers from) is told apart from a module that lost.
+    training = {"fit_loss": fit_loss(model, data_dir / "train", device=device or "cpu")}
     metrics["latency_ms"] = _latency_on_split(model, data_dir / "val", latency_images, device or "cpu")
     metrics["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
     metrics["train_seconds"] = train_seconds
@@ -469,6 +473,7 @@ def run_ablation(
         "settings": settings,
         "metrics": metrics,
         "diagnostics": _plain(diagnostics) if diagnostics is not None else None,
+        "training": _plain(training),
         "environment": {
             "cfnet": cfnet.__version__,
             "torch": _torch_version(),

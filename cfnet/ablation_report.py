@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ __all__ = [
     "load_results",
     "collect",
     "render_report",
+    "diverged_runs",
+    "fit_losses",
+    "DIVERGED_FACTOR",
 ]
 
 # Two-sided 95 % quantiles t_{0.975, df} of Student's t (df = 1..30); beyond, the normal 1.96 is
@@ -149,6 +153,37 @@ def collect(
     return out
 
 
+DIVERGED_FACTOR = 3.0
+"""A run *diverged* when its fit loss is above this many times the median fit loss of the study."""
+
+
+def fit_losses(data: dict[str, dict[int, dict[str, Any]]]) -> dict[tuple[str, int], float]:
+    """``{(run, seed): fit loss}`` for the records that have one (:func:`cfnet.diagnostics.fit_loss`)."""
+    out = {}
+    for run, runs in data.items():
+        for seed, rec in runs.items():
+            value = (rec.get("training") or {}).get("fit_loss")
+            if value is not None:
+                out[(run, seed)] = float(value)
+    return out
+
+
+def diverged_runs(data: dict[str, dict[int, dict[str, Any]]]) -> set[tuple[str, int]]:
+    """The (run, seed) pairs whose final weights no longer fit their training data.
+
+    A loss spike that the network never recovers from ends in weights whose training loss is many
+    times that of every converged run (no NaN, so the trainer does not stop). Judged on the
+    weights, not on the evaluation: a run is flagged when its fit loss exceeds
+    :data:`DIVERGED_FACTOR` × the median fit loss of all runs. Its numbers stay in every table,
+    as measured, and are marked.
+    """
+    losses = fit_losses(data)
+    if not losses:
+        return set()
+    median = statistics.median(losses.values())
+    return {key for key, value in losses.items() if value > DIVERGED_FACTOR * median}
+
+
 # ----------------------------------------------------------------------------------------------
 # formatting
 
@@ -181,6 +216,10 @@ def _difference_cell(diff: Difference | None) -> str:
         return f"{_fmt_signed(diff.mean)} (1 seed)"
     mark = " ✓" if diff.resolved else ""
     return f"{_fmt_signed(diff.mean)} [{_fmt_signed(diff.low)}, {_fmt_signed(diff.high)}]{mark}"
+
+
+def _seeds_cell(run: str, seeds: Sequence[int], diverged: set[tuple[str, int]]) -> str:
+    return ",".join(f"{s}‡" if (run, s) in diverged else str(s) for s in seeds) or "pending"
 
 
 def _metric_by_seed(runs: dict[int, dict[str, Any]], metric: str) -> dict[int, float]:
@@ -251,11 +290,16 @@ def table_statistics(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> l
 def resolution_lines(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     """Which paired differences of table ``name`` are resolved (95 % interval excludes 0), in words."""
     resolved, unresolved = [], []
+    diverged = diverged_runs(data)
+    ref_run = next(r.run for r in ablation.TABLES[name].rows if r.label == ablation.TABLES[name].reference)
     for row in table_statistics(name, data):
+        bad = any((run, s) in diverged for run in (row.run, ref_run) for s in row.seeds)
         for m, diff in row.differences.items():
             if m == "latency_ms" or diff is None or diff.n < 2:
                 continue
-            (resolved if diff.resolved else unresolved).append(f"{row.label} {m} {_fmt_signed(diff.mean)}")
+            text = f"{row.label} {m} {_fmt_signed(diff.mean)}"
+            text += " (a diverged seed included)" if bad else ""
+            (resolved if diff.resolved else unresolved).append(text)
     lines = []
     if resolved:
         lines.append("Resolved (interval excludes 0): " + "; ".join(resolved) + ".")
@@ -272,9 +316,14 @@ def render_table(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> list[
     stats = table_statistics(name, data)
     has_paper = any(row.paper for row in table.rows)
     lines = [f"### {table.title}", "", table.note, ""]
-    lines += ["Mean ± sample std over seeds (a single number: one seed).", ""]
+    lines += [
+        "Mean ± sample std over seeds (a single number: one seed). A seed marked ‡ diverged in "
+        "training (see *Training health*); its numbers are included as measured.",
+        "",
+    ]
+    diverged = diverged_runs(data)
     rows = [
-        [r.label, f"`{r.run}`", ",".join(map(str, r.seeds)) or "pending"]
+        [r.label, f"`{r.run}`", _seeds_cell(r.run, r.seeds, diverged)]
         + [_summary_cell(r.summaries[m]) for m in table.metrics]
         for r in stats
     ]
@@ -356,10 +405,47 @@ def _render_diagnostics(data: dict[str, dict[int, dict[str, Any]]]) -> list[str]
         for key, _ in _DIAG_KEYS:
             s = summarize([r["diagnostics"].get(key) for r in recs])
             cells.append("—" if s is None else f"{s.mean:.3f}")
+        fit = summarize([(r.get("training") or {}).get("fit_loss") for r in recs])
+        cells.append("—" if fit is None else f"{fit.mean:.3f}")
         rows.append(cells)
     if not rows:
         return ["No result has diagnostics yet.", ""]
-    return _table(["run", "seeds"] + [label for _, label in _DIAG_KEYS], rows) + [""]
+    return _table(["run", "seeds"] + [label for _, label in _DIAG_KEYS] + ["fit loss"], rows) + [""]
+
+
+def _render_training_health(data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    losses = fit_losses(data)
+    if not losses:
+        return ["No result has a fit loss yet.", ""]
+    diverged = diverged_runs(data)
+    ok = sorted(v for k, v in losses.items() if k not in diverged)
+    lines = [
+        "The *fit loss* of a run is the training loss (Eq. 1) of its final weights on the first "
+        "64 training images, without augmentation and with batch-norm's running statistics "
+        "(`cfnet.diagnostics.fit_loss`). A run whose loss spiked and never recovered ends with "
+        "weights that no longer fit its own training data; it is marked *diverged* when its fit loss "
+        f"is above {DIVERGED_FACTOR:g}× the median of all runs. "
+        + (
+            f"The converged runs lie between {ok[0]:.3f} and {ok[-1]:.3f}."
+            if ok
+            else "No run converged."
+        ),
+        "",
+    ]
+    if not diverged:
+        return lines + [f"None of the {len(losses)} runs diverged.", ""]
+    rows = [
+        [f"`{run}`", str(seed), f"{losses[(run, seed)]:.3f}",
+         _fmt(data[run][seed]["metrics"].get("PQ")), _fmt(data[run][seed]["metrics"].get("mIoU"))]
+        for run, seed in sorted(diverged)
+    ]
+    lines += [
+        f"{len(diverged)} of {len(losses)} runs diverged (no NaN: the trainer's guard does not stop "
+        "them). Their numbers measure the schedule's instability, not the module they ablate; they "
+        "stay in the tables, marked ‡.",
+        "",
+    ]
+    return lines + _table(["run", "seed", "fit loss", "PQ", "mIoU"], rows) + [""]
 
 
 _WHY_PROTOCOL = (
@@ -421,7 +507,9 @@ def render_report(records: Sequence[dict[str, Any]], protocol: Any) -> str:
     ]
     if len(data_desc) > 1:
         lines.append("- **Warning**: the results come from more than one data set description.")
-    lines += ["", _WHY_PROTOCOL, "", "## Headroom controls", ""]
+    lines += ["", _WHY_PROTOCOL, "", "## Training health", ""]
+    lines += _render_training_health(data)
+    lines += ["## Headroom controls", ""]
     lines += render_table("controls", data)
     lines += ["#### Stuff confusion", ""]
     lines += _render_confusion(

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cfnet import ablation
-from cfnet.diagnostics import analyze
+from cfnet.diagnostics import analyze, fit_loss
 
 __all__ = ["StudyProtocol", "STUDY", "TABLE_ALIASES", "parse_tables", "plan", "prepare_data", "run_study"]
 
@@ -144,16 +144,27 @@ def _diagnose(model: Any, val_dir: Path, device: str, progress: bool) -> dict[st
 
 
 def backfill_diagnostics(
-    record_path: Path, checkpoint: Path, val_dir: Path, device: str = "cpu", progress: bool = True
+    record_path: Path, checkpoint: Path, data_dir: Path, device: str = "cpu", progress: bool = True
 ) -> bool:
-    """Add ``diagnostics`` to a cached result that lacks them, from its kept checkpoint."""
+    """Add what a cached result lacks (``diagnostics``, ``training.fit_loss``) from its kept checkpoint.
+
+    ``data_dir`` is the study's data set (``train/`` for the fit loss, ``val/`` for the
+    diagnostics). Returns whether the record was rewritten.
+    """
     from cfnet.checkpoint import load_checkpoint
 
     record = json.loads(record_path.read_text())
-    if record.get("diagnostics") is not None or not checkpoint.is_file():
+    needs_diagnostics = record.get("diagnostics") is None
+    needs_fit = (record.get("training") or {}).get("fit_loss") is None
+    if not (needs_diagnostics or needs_fit) or not checkpoint.is_file():
         return False
     model, _, _ = load_checkpoint(checkpoint, device=device)
-    record["diagnostics"] = ablation._plain(_diagnose(model, val_dir, device, progress))
+    if needs_diagnostics:
+        record["diagnostics"] = ablation._plain(_diagnose(model, data_dir / "val", device, progress))
+    if needs_fit:
+        training = dict(record.get("training") or {})
+        training["fit_loss"] = fit_loss(model, data_dir / "train", device=device)
+        record["training"] = ablation._plain(training)
     ablation._write_record(record_path, record)
     return True
 
@@ -186,8 +197,7 @@ def run_study(
         if found is not None:
             path = Path(found["path"])
             ckpt = ablation.checkpoint_path(runs_dir, path)
-            if found.get("diagnostics") is None and ckpt.is_file():
-                backfill_diagnostics(path, ckpt, data_dir / "val", device or "cpu", progress)
+            if backfill_diagnostics(path, ckpt, data_dir, device or "cpu", progress):
                 found = ablation.load_result(path)
             log(f"[{k}/{len(pairs)}] {name} seed {seed}: cached ({path.name})")
             records.append(found)

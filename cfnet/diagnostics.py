@@ -436,6 +436,52 @@ def analyze(
     return result
 
 
+FIT_IMAGES = 64
+"""Training images :func:`fit_loss` scores: the first 64 of the split, enough for a stable mean."""
+
+
+def fit_loss(
+    model: nn.Module,
+    split_dir: str | Path,
+    *,
+    max_images: int = FIT_IMAGES,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> float:
+    """The training loss (Eq. 1, the sum the trainer minimises) of ``model``'s weights on a fixed set.
+
+    A run whose loss spiked and never came back ends with weights that no longer fit the data it
+    was trained on; its evaluation then says nothing about the module it ablates. This measures
+    that from the weights alone, so it can be computed for any kept checkpoint: the first
+    ``max_images`` images of ``split_dir`` (a training split), at their stored size, no
+    augmentation, in fixed batches of ``batch_size`` (SOLOv2's losses are normalised per batch),
+    with batch-norm in eval mode: its running statistics, as at test time, so that a network whose
+    statistics drifted away from its weights shows it, and nothing is updated. Returns the
+    image-weighted mean over the batches. The model's train/eval mode is restored.
+    """
+    from cfnet.data import PanopticDataset
+
+    dataset = PanopticDataset(split_dir, categories=model.categories)
+    count = min(max_images, len(dataset))
+    if count == 0:
+        raise ValueError(f"{dataset.json_path}: the split holds no images")
+    was_training = model.training
+    model.to(device).train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    total = 0.0
+    try:
+        with torch.no_grad():
+            for start in range(0, count, batch_size):
+                items = [dataset[i] for i in range(start, min(start + batch_size, count))]
+                losses = model([img.to(device) for img, _ in items], [t for _, t in items])
+                total += float(sum(losses.values())) * len(items)
+    finally:
+        model.train(was_training)
+    return total / count
+
+
 # ----------------------------------------------------------------------------------------------
 # report and CLI
 

@@ -10,6 +10,7 @@ import pytest
 from cfnet import ablation
 from cfnet.ablation_report import (
     collect,
+    diverged_runs,
     load_results,
     paired_difference,
     render_report,
@@ -68,8 +69,9 @@ def test_parse_tables_and_seeds_name_bad_values():
             parse_seeds(bad)
 
 
-def _record(name, seed, metrics, *, preset=STUDY.preset, iters=STUDY.iters, diagnostics=None):
+def _record(name, seed, metrics, *, preset=STUDY.preset, iters=STUDY.iters, diagnostics=None, fit=None):
     return {
+        "training": {"fit_loss": fit} if fit is not None else None,
         "format": ablation.RESULT_FORMAT,
         "version": ablation.RESULT_VERSION,
         "name": name,
@@ -115,6 +117,27 @@ def test_report_is_deterministic_and_shows_seeds_differences_and_pending(tmp_pat
     assert "no such folder" in capsys.readouterr().err
 
 
+def test_a_run_whose_weights_stopped_fitting_is_marked_diverged_but_kept(tmp_path):
+    results = tmp_path / "results"
+    base = {"SQ": 80.0, "RQ": 60.0, "PQ_th": 40.0, "PQ_st": 70.0, "mIoU": 60.0}
+    fits = {("baseline", 0): 0.20, ("baseline", 1): 0.19, ("scm", 0): 0.17, ("scm", 1): 2.40}
+    for (run, seed), fit in fits.items():
+        _write(results, _record(run, seed, dict(base, PQ=50.0 if fit < 1 else 2.0), fit=fit))
+    _write(results, _record("icm", 0, dict(base, PQ=49.0)))  # no fit loss (older result): not judged
+    data = collect(load_results(results), preset=STUDY.preset, iters=STUDY.iters)
+    # median of 0.17, 0.19, 0.20, 2.40 is 0.195; only 2.40 is above 3x that
+    assert diverged_runs(data) == {("scm", 1)}
+    text = render_report(load_results(results), STUDY)
+    assert "1 of 4 runs diverged" in text
+    assert "| `scm` | 1 | 2.400 | 2.0 | 60.0 |" in text
+    assert "| + SCM | `scm` | 0,1‡ | 26.0 ± 33.9 |" in text  # kept in the statistics, as measured
+    assert "+ SCM PQ -24.0 (a diverged seed included)" in text
+    assert "The converged runs lie between 0.170 and 0.200." in text
+    for rec in list(data["scm"].values()) + list(data["baseline"].values()):
+        rec["training"]["fit_loss"] = 0.2
+    assert diverged_runs(data) == set()
+
+
 def test_collect_refuses_two_results_for_one_run_and_seed(tmp_path):
     a = dict(_record("scm", 0, {"PQ": 1.0}), path="a.json")
     b = dict(_record("scm", 0, {"PQ": 2.0}), path="b.json")
@@ -152,7 +175,7 @@ def test_one_real_study_run_then_cached_then_reported(tmp_path, one_torch_thread
     assert records[0]["diagnostics"]["icm_separability"] is None  # `scm` has CoordConv, no ICM
     # A result written without diagnostics (older code) gets them from its kept checkpoint, untrained.
     path = next((tmp_path / "results").glob("scm-*.json"))
-    path.write_text(json.dumps(dict(json.loads(path.read_text()), diagnostics=None)))
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), diagnostics=None, training=None)))
     again = []
     run_study(
         [("scm", 0)],
@@ -166,6 +189,7 @@ def test_one_real_study_run_then_cached_then_reported(tmp_path, one_torch_thread
     assert "cached" in again[0]
     backfilled = json.loads(path.read_text())
     assert backfilled["diagnostics"] == records[0]["diagnostics"]
+    assert backfilled["training"]["fit_loss"] == pytest.approx(records[0]["training"]["fit_loss"])
     assert backfilled["metrics"] == records[0]["metrics"]
     report = render_report(load_results(tmp_path / "results"), tiny)
     assert "1 of " in report and "`scm` | 0 |" in report

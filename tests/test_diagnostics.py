@@ -20,6 +20,7 @@ from cfnet.diagnostics import (
     _icm_representations,
     analyze,
     cell_sample_indices,
+    fit_loss,
     nearest_centroid_loo_accuracy,
     nearest_centroid_loo_scores,
     same_class_mass,
@@ -261,3 +262,30 @@ def test_analyze_cli_bad_input_is_one_line_and_exit_2(split, tmp_path, capsys, w
     err = capsys.readouterr().err
     assert err.startswith("cfnet analyze: ") and "nope" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_fit_loss_is_the_models_training_loss_with_bn_statistics_frozen(tmp_path):
+    torch.manual_seed(0)
+    train_split = generate_shapes(tmp_path, num_train=5, num_val=0, size=64, seed=1, progress=False)["train"]
+    model = build_model(get_config("shapes-tiny", list(TINY_MODEL))).eval()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_mean.add_(0.25)  # statistics that differ from any batch's: the loss must use these
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    value = fit_loss(model, train_split, max_images=5, batch_size=3)
+    assert not model.training  # mode restored
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing updated
+    # By hand: batches [0,1,2] and [3,4], BN in eval mode, image-weighted mean of the summed terms.
+    from cfnet.data import PanopticDataset
+
+    data = PanopticDataset(train_split, categories=model.categories)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    with torch.no_grad():
+        parts = []
+        for idx in ([0, 1, 2], [3, 4]):
+            losses = model([data[i][0] for i in idx], [data[i][1] for i in idx])
+            parts.append(float(sum(losses.values())) * len(idx))
+    assert value == pytest.approx(sum(parts) / 5, rel=1e-6)
+    assert math.isfinite(value) and value > 0
