@@ -67,6 +67,7 @@ _SEM = "model.semantic.module"
 _POS = "model.instance.position"
 
 # Every distinct configuration of the study, by name (overrides of the preset).
+_CIRC = "model.padding=circular"
 RUNS: dict[str, tuple[str, ...]] = {
     "baseline": (f"{_SEM}=none", f"{_POS}=coords"),  # no SCM, SOLOv2's CoordConv head
     "scm": (f"{_SEM}=scm", f"{_POS}=coords"),
@@ -86,6 +87,12 @@ RUNS: dict[str, tuple[str, ...]] = {
     # which function family (Table "fn"): Eq. 3's periodic DFT and a non-Fourier family
     "dft-periodic": (f"{_SEM}=scm", f"{_POS}=icm", "model.correlation.function=dft-periodic"),
     "gaussian": (f"{_SEM}=scm", f"{_POS}=icm", "model.correlation.function=gaussian"),
+    # Table "position": the same rows without the border cue of zero padding (cfnet/padding.py),
+    # because at 128 px the zero-padded network located the crowds with no position input at all
+    "circ-scm": (f"{_SEM}=scm", f"{_POS}=coords", _CIRC),
+    "circ-scm-nopos-nomc": (f"{_SEM}=scm", f"{_POS}=none", "model.instance.mask_coords=false", _CIRC),
+    "circ-scm-nopos": (f"{_SEM}=scm", f"{_POS}=none", _CIRC),
+    "circ-scm-icm": (f"{_SEM}=scm", f"{_POS}=icm", _CIRC),
 }
 
 
@@ -198,6 +205,23 @@ TABLES: dict[str, AblationTable] = {
         "no position module and no CoordConv in the mask branch; \"no semantic module\" fuses the "
         "FPN levels with nothing that aggregates along rows or columns.",
         reference="SCM + CoordConv",
+    ),
+    "position": AblationTable(
+        "position",
+        "Position without the border cue: circular padding (our control; Table 6's question again)",
+        ("PQ_th", "PQ_touch", "touch_recall", "mask_AP", "PQ"),
+        (
+            AblationRow("coords", "circ-scm"),
+            AblationRow("no position anywhere", "circ-scm-nopos-nomc"),
+            AblationRow("none (mask-branch CoordConv only)", "circ-scm-nopos"),
+            AblationRow("ICM", "circ-scm-icm"),
+        ),
+        "Every convolution, max-pool and mask-branch upsampling wraps around instead of padding with "
+        "zeros (`model.padding=circular`), so the network is equivariant to shifts and has no "
+        "position but what a row provides: the kernel branch's CoordConv (coords), the ICM, or "
+        "nothing; \"none\" keeps SOLOv2's CoordConv in the mask branch, \"no position anywhere\" "
+        "drops it too. Our extension, not the paper's.",
+        reference="coords",
     ),
 }
 

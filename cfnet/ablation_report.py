@@ -516,6 +516,7 @@ def render_report(records: Sequence[dict[str, Any]], protocol: Any) -> str:
         data,
         [("SCM + CoordConv", "scm"), ("no semantic module", "baseline"), ("non-local attention", "att-icm")],
     )
+    lines += render_table("position", data)
     lines += ["## The paper's tables", ""]
     for name in ("table4", "table5", "table6", "table7", "fn"):
         lines += render_table(name, data)

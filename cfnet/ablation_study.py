@@ -1,6 +1,6 @@
 """The seeded ablation study and ``cfnet ablate run``: every (run, seed) of the tables, cached.
 
-    cfnet ablate run [--tables 4,5,6,7,fn,controls] [--seeds 0,1,2] [--data DIR] [--results DIR]
+    cfnet ablate run [--tables 4,5,6,7,fn,controls,position] [--seeds 0,1,2] [--data DIR] [--results DIR]
                      [--runs-dir DIR] [--iters N] [--only RUN,...] [--device cpu|cuda]
 
 One protocol for every run (:data:`STUDY`): the same data set, preset, iterations and schedule;
@@ -66,6 +66,7 @@ TABLE_ALIASES = {
     "7": "table7",
     "fn": "fn",
     "controls": "controls",
+    "position": "position",
 }
 
 
@@ -239,7 +240,9 @@ def run_study(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--tables", default="4,5,6,7,fn,controls", help="tables to run: 4,5,6,7,fn,controls (default: all)"
+        "--tables",
+        default="4,5,6,7,fn,controls,position",
+        help="tables to run: 4,5,6,7,fn,controls,position (default: all)",
     )
     parser.add_argument(
         "--seeds",

@@ -138,6 +138,9 @@ class ModelConfig:
     instance: InstanceConfig = field(default_factory=InstanceConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     input: InputConfig = field(default_factory=InputConfig)
+    # zeros | circular: circular removes the border cue from which a CNN infers absolute position
+    # (cfnet/padding.py); the study's position controls use it
+    padding: str = "zeros"
 
 
 @dataclass
@@ -354,6 +357,7 @@ CHOICES: dict[str, tuple[Any, ...] | Callable[[], tuple[Any, ...]]] = {
     "model.instance.position": _from("cfnet.modules", "POSITION_MODULES"),
     "model.correlation.function": _from("cfnet.correlation", "CORRELATION_FUNCTIONS"),
     "model.inference.nms_kernel": _from("cfnet.matrix_nms", "KERNELS"),
+    "model.padding": _from("cfnet.padding", "PADDING_MODES"),
     "solver.optimizer": ("sgd", "adamw"),
 }
 
@@ -373,6 +377,11 @@ def validate(cfg: Config) -> Config:
             value = getattr(value, p)
         if value not in allowed:
             raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(map(str, allowed))}")
+    if cfg.model.padding != "zeros" and cfg.model.backbone.dcn:
+        raise ConfigError(
+            f"config key 'model.padding': {cfg.model.padding!r} needs model.backbone.dcn=false "
+            "(deformable convolutions pad with zeros only)"
+        )
     inst = cfg.model.instance
     n = len(inst.num_grids)
     if not (len(inst.strides) == len(inst.scale_ranges) == n):

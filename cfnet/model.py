@@ -34,6 +34,7 @@ from cfnet.backbone import build_backbone
 from cfnet.categories import IGNORE_INDEX, Categories
 from cfnet.config import Config, ConfigError, validate
 from cfnet.heads import SemanticHead, SOLOv2InstanceHead, build_instance_head, build_semantic_head
+from cfnet.padding import set_padding_mode
 from cfnet.panoptic_fusion import panoptic_fusion
 from cfnet.transform import ImageBatch, PanopticTransform, check_images
 
@@ -215,4 +216,6 @@ def build_model(cfg: Config, categories: Categories | Sequence[dict] | str | Non
     # The heads size themselves from what the backbone gives, whatever its family.
     instance_head = build_instance_head(cfg, categories.num_things, backbone.out_channels)
     semantic_head = build_semantic_head(cfg, categories.num_classes, backbone.out_channels)
-    return CFNet(backbone, instance_head, semantic_head, build_transform(cfg), categories=categories, cfg=cfg)
+    transform = build_transform(cfg)
+    model = CFNet(backbone, instance_head, semantic_head, transform, categories=categories, cfg=cfg)
+    return set_padding_mode(model, cfg.model.padding)

@@ -36,7 +36,7 @@ def test_every_run_is_a_valid_override_of_the_preset(run):
 
 
 def test_tables_reference_known_runs_and_hold_the_papers_numbers():
-    assert list(ablation.TABLES) == ["table4", "table5", "table6", "table7", "fn", "controls"]
+    assert list(ablation.TABLES) == ["table4", "table5", "table6", "table7", "fn", "controls", "position"]
     for table in ablation.TABLES.values():
         for row in table.rows:
             assert row.run in ablation.RUNS, (table.name, row.label)
@@ -49,7 +49,7 @@ def test_tables_reference_known_runs_and_hold_the_papers_numbers():
     # The configurations the tables need: rows shared across tables are one run.
     assert ablation.table_runs("table4") == ["baseline", "scm", "icm", "scm-icm"]
     assert len(ablation.all_runs()) == 12  # the paper's four tables (with our icm-coords row)
-    assert len(ablation.all_runs(list(ablation.TABLES))) == len(ablation.RUNS) == 15
+    assert len(ablation.all_runs(list(ablation.TABLES))) == len(ablation.RUNS) == 19
     for table in ablation.TABLES.values():  # every table names its reference row
         assert table.reference in [row.label for row in table.rows], table.name
 
