@@ -1,4 +1,6 @@
-"""cfnet.engine.train: exact resume, DDP == one big batch, NaN stop, data order, LR schedule.
+"""cfnet.engine.train: exact resume, DDP == one big batch, NaN stop, LR schedule.
+
+The data order is tested in test_sampler.py.
 
 All runs use a shrunken ``shapes-tiny`` on a few 64-px ``shapes`` images, one CPU thread each (two
 threads per process on a shared 2-core machine only add contention).
@@ -21,7 +23,7 @@ import cfnet
 from cfnet.cli import main as cli
 from cfnet.config import get_config
 from cfnet.data import generate_shapes
-from cfnet.engine.train import InfiniteShardSampler, TrainingDiverged, lr_factor, train
+from cfnet.engine.train import TrainingDiverged, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING
@@ -113,24 +115,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(shapes, tmp_path, monkeyp
     with pytest.raises(TrainingDiverged, match="iteration 3"):
         cfg = get_config("shapes-tiny", TINY + ["solver.max_iters=3"])
         train(cfg, shapes, tmp_path / "r2", progress=False)
-
-
-def test_sampler_shards_union_is_the_single_process_batch():
-    one = InfiniteShardSampler(7, seed=5, total_batch=4)
-    two = [InfiniteShardSampler(7, seed=5, total_batch=4, rank=r, world_size=2) for r in range(2)]
-    for it in range(6):  # crosses several epoch boundaries (7 is not a multiple of 4)
-        assert two[0].batch_keys(it) + two[1].batch_keys(it) == one.batch_keys(it)
-        assert len(two[0].batch_keys(it)) == 2
-    # Each epoch is a permutation; epochs differ; a sampler started at iteration 3 continues the stream.
-    stream = [k for it in range(7) for k in one.batch_keys(it)]  # 28 = 4 epochs of 7
-    for e in range(4):
-        assert sorted(i for ep, i in stream[7 * e : 7 * e + 7]) == list(range(7))
-        assert {ep for ep, _ in stream[7 * e : 7 * e + 7]} == {e}
-    assert [i for _, i in stream[:7]] != [i for _, i in stream[7:14]]
-    resumed = iter(InfiniteShardSampler(7, seed=5, total_batch=4, start_iter=3))
-    assert [next(resumed) for _ in range(8)] == stream[12:20]
-    with pytest.raises(ValueError, match="not divisible"):
-        InfiniteShardSampler(7, seed=0, total_batch=3, world_size=2)
 
 
 def test_lr_schedule_warmup_then_steps():

@@ -18,14 +18,10 @@ What the loop does and why:
   either way: a non-finite gradient norm stops training like a non-finite loss.
 * **AMP** on CUDA only (``solver.amp``): bf16 autocast where the GPU supports it, else fp16 autocast
   with a GradScaler. CPU runs in float32.
-* **Data order** is a pure function of ``(seed, iteration)``: an infinite stream that concatenates one
-  seeded permutation of the training set per epoch; global batch ``i`` is stream positions
-  ``[i·B, (i+1)·B)`` with ``B = solver.batch_size`` (the *total* batch) and rank ``r`` of ``W`` takes
-  the contiguous slice ``[i·B + r·B/W, i·B + (r+1)·B/W)``. So the union of the ranks' batches is the
-  single-process batch, and resuming at iteration ``i`` continues the stream exactly (the sampler's
-  position is the iteration). Every sample's augmentation RNGs (torch, numpy, python ``random``)
-  are seeded from ``(seed, epoch, index)`` around the dataset call, so augmentation is reproducible
-  whatever the number of loader workers and across resumes.
+* **Data order** (:mod:`cfnet.data.sampler`) is a pure function of ``(seed, iteration)``, sharded
+  so that the union of the ranks' batches is the single-process batch, and every sample's
+  augmentation is seeded from ``(seed, epoch, index)``: resuming at iteration ``i`` continues the
+  stream exactly, whatever the number of loader workers.
 * **DDP** under torchrun: NCCL on CUDA, gloo on CPU; each rank takes ``batch_size / world_size``
   images; gradients are averaged by DDP. With ``backbone.norm=bn`` on CUDA the BN layers become
   SyncBatchNorm (not available on CPU, where BN statistics stay per rank). Only rank 0 writes files
@@ -60,14 +56,14 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from cfnet.checkpoint import (
     CheckpointError,
@@ -78,6 +74,8 @@ from cfnet.checkpoint import (
     set_rng_state,
 )
 from cfnet.config import Config, ConfigError, apply_overrides, get_config, save_config, validate
+from cfnet.data.panoptic import resolve_splits
+from cfnet.data.sampler import InfiniteShardSampler, SeededSamples
 
 LAST = "last.pt"
 FINAL = "model_final.pt"
@@ -88,121 +86,6 @@ _RESUME_FREE = {"solver.max_iters", "solver.checkpoint_period", "solver.log_peri
 
 class TrainingDiverged(FloatingPointError):
     """A loss term or the gradient norm became NaN / infinite; the message says where."""
-
-
-# ----------------------------------------------------------------------------------------------
-# data order
-
-
-class InfiniteShardSampler(Sampler):
-    """Infinite deterministic stream of ``(epoch, index)`` keys for one rank (see module docstring).
-
-    Position ``g`` of the global stream is ``(g // n, perm_{g // n}[g % n])`` with ``perm_e`` a
-    permutation of ``range(n)`` seeded by ``(seed, e)``. Iteration ``i`` of rank ``r`` yields the
-    positions ``i·B + r·b .. i·B + (r+1)·b − 1`` with ``b = B / world_size``.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        *,
-        seed: int,
-        total_batch: int,
-        rank: int = 0,
-        world_size: int = 1,
-        start_iter: int = 0,
-        shuffle: bool = True,
-    ):
-        if size <= 0:
-            raise ValueError("InfiniteShardSampler: the dataset is empty")
-        if total_batch % world_size:
-            raise ValueError(f"total batch {total_batch} is not divisible by the world size {world_size}")
-        self.size, self.seed, self.total_batch = size, seed, total_batch
-        self.rank, self.world_size, self.start_iter, self.shuffle = rank, world_size, start_iter, shuffle
-        self.per_rank = total_batch // world_size
-        self._perm_epoch = -1
-        self._perm: list[int] = []
-
-    def key(self, position: int) -> tuple[int, int]:
-        epoch, k = divmod(position, self.size)
-        if epoch != self._perm_epoch:
-            if self.shuffle:
-                g = torch.Generator().manual_seed(_mix(self.seed, epoch))
-                self._perm = torch.randperm(self.size, generator=g).tolist()
-            else:
-                self._perm = list(range(self.size))
-            self._perm_epoch = epoch
-        return epoch, self._perm[k]
-
-    def batch_keys(self, iteration: int) -> list[tuple[int, int]]:
-        base = iteration * self.total_batch + self.rank * self.per_rank
-        return [self.key(base + j) for j in range(self.per_rank)]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        it = self.start_iter
-        while True:
-            yield from self.batch_keys(it)
-            it += 1
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from several integers (numpy's SeedSequence hashing)."""
-    words = np.random.SeedSequence([int(v) % (1 << 63) for v in values]).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) | (int(words[1]) << 32)) & ((1 << 63) - 1)
-
-
-class SeededSamples(Dataset):
-    """Wraps a dataset so that item ``(epoch, index)`` is drawn with its own seeded RNGs.
-
-    The global torch / numpy / python RNGs are seeded from ``(seed, epoch, index)`` for the duration
-    of the dataset call and restored afterwards, so random augmentation does not depend on loader
-    workers or on what ran before (a resumed run draws the same crops and flips).
-    """
-
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]):
-        epoch, index = key
-        s = _mix(self.seed, 7919, epoch, index)
-        py_state, np_state = random.getstate(), np.random.get_state()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                random.seed(s)
-                np.random.seed(s % (1 << 32))
-                return self.dataset[index]
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-
-
-def resolve_splits(data_dir: str | Path) -> tuple[Path, Path | None]:
-    """``(train split, val split or None)`` of ``--data``.
-
-    ``DIR`` may hold ``train/`` (+ ``val/``) split folders, be a dataset root in COCO's layout
-    (``annotations/panoptic_train2017.json`` + ``val2017``) or ADE20k's
-    (``ade20k_panoptic_train.json`` + ``val``), or be a single split; the returned paths are
-    anything :class:`cfnet.data.PanopticDataset` reads (a split folder or its JSON).
-    """
-    from cfnet.data.panoptic import find_splits, split_names
-
-    data_dir = Path(data_dir)
-    if not data_dir.exists():
-        raise FileNotFoundError(f"--data {data_dir}: no such folder")
-    if (data_dir / "train").is_dir():
-        val = data_dir / "val"
-        return data_dir / "train", (val if val.is_dir() else None)
-    found = find_splits(data_dir) if data_dir.is_dir() else {}
-    # the split names of every layout in cfnet.data.panoptic.LAYOUTS: train, train2017, training, ...
-    train_split = next((found[k] for k in split_names("train") if k in found), None)
-    if train_split is not None:
-        val_split = next((found[k] for k in split_names("val") if k in found), None)
-        return train_split, val_split
-    return data_dir, None
 
 
 # ----------------------------------------------------------------------------------------------
