@@ -1,6 +1,6 @@
-"""cfnet.engine.train: exact resume, DDP == one big batch, NaN stop, LR schedule.
+"""cfnet.engine.train: exact resume, DDP == one big batch, NaN stop.
 
-The data order is tested in test_sampler.py.
+The data order is tested in test_sampler.py, the LR schedule in test_solver.py.
 
 All runs use a shrunken ``shapes-tiny`` on a few 64-px ``shapes`` images, one CPU thread each (two
 threads per process on a shared 2-core machine only add contention).
@@ -23,7 +23,7 @@ import cfnet
 from cfnet.cli import main as cli
 from cfnet.config import get_config
 from cfnet.data import generate_shapes
-from cfnet.engine.train import TrainingDiverged, lr_factor, train
+from cfnet.engine.train import TrainingDiverged, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING
@@ -115,15 +115,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(shapes, tmp_path, monkeyp
     with pytest.raises(TrainingDiverged, match="iteration 3"):
         cfg = get_config("shapes-tiny", TINY + ["solver.max_iters=3"])
         train(cfg, shapes, tmp_path / "r2", progress=False)
-
-
-def test_lr_schedule_warmup_then_steps():
-    cfg = get_config("shapes-tiny", ["solver.warmup_iters=10", "solver.warmup_factor=0.1",
-                                     "solver.steps=[20, 30]", "solver.gamma=0.5"])  # fmt: skip
-    assert lr_factor(0, cfg) == pytest.approx(0.1)
-    assert lr_factor(5, cfg) == pytest.approx(0.1 * 0.5 + 0.5)
-    assert lr_factor(10, cfg) == 1.0 and lr_factor(19, cfg) == 1.0
-    assert lr_factor(20, cfg) == 0.5 and lr_factor(29, cfg) == 0.5 and lr_factor(30, cfg) == 0.25
 
 
 def _duplicated_split(src: Path, dst: Path, copies: int) -> None:

@@ -7,27 +7,17 @@ What the loop does and why:
 
 * **Loss** is Eq. 1 as the model returns it: ``L = L_mask + L_cate + λ·L_sem`` (the model applies the
   weights; the trainer sums the terms).
-* **Optimiser** per ``solver.optimizer``: SGD with momentum (the paper's, ``paper-*`` presets) or
-  AdamW (the ``shapes-tiny`` preset, DESIGN.md §9). Weight decay is applied to weight matrices and
-  conv kernels only: parameters with ``ndim <= 1`` (biases and the affine parameters of BN / GN) get
-  none, as is usual for both optimisers.
-* **Schedule**: linear warm-up from ``warmup_factor`` over ``warmup_iters``, then ×``gamma`` at each
-  of ``steps`` (a ``LambdaLR`` whose state is part of the checkpoint; the factors are recomputed
-  from the config, so the config governs the schedule on resume).
-* **Gradient clipping** by global norm (``solver.clip_grad_norm``; null = off). The norm is computed
-  either way: a non-finite gradient norm stops training like a non-finite loss.
-* **AMP** on CUDA only (``solver.amp``): bf16 autocast where the GPU supports it, else fp16 autocast
-  with a GradScaler. CPU runs in float32.
+* **Optimiser, schedule, gradient clipping, AMP** (:mod:`cfnet.engine.solver`): SGD with momentum
+  or AdamW, no weight decay on biases and norm affines; linear warm-up, then ×``gamma`` at each
+  of ``steps``, recomputed from the config on resume; clipping by global norm, whose value is
+  checked even when clipping is off; AMP on CUDA only, CPU runs in float32.
 * **Data order** (:mod:`cfnet.data.sampler`) is a pure function of ``(seed, iteration)``, sharded
   so that the union of the ranks' batches is the single-process batch, and every sample's
   augmentation is seeded from ``(seed, epoch, index)``: resuming at iteration ``i`` continues the
   stream exactly, whatever the number of loader workers.
-* **DDP** under torchrun: NCCL on CUDA, gloo on CPU; each rank takes ``batch_size / world_size``
-  images; gradients are averaged by DDP. With ``backbone.norm=bn`` on CUDA the BN layers become
-  SyncBatchNorm (not available on CPU, where BN statistics stay per rank). Only rank 0 writes files
-  and shows the bar. Note that DDP averages the per-rank losses; SOLOv2 normalises its losses by the
-  number of positives *in the (per-rank) batch*, so 2 × b and 1 × 2b agree exactly only when the
-  ranks' halves have equal positive counts — the usual DDP behaviour of SOLO-type models.
+* **DDP** under torchrun (:mod:`cfnet.engine.runtime`): NCCL on CUDA, gloo on CPU; each rank takes
+  ``batch_size / world_size`` images; gradients are averaged by DDP; SyncBatchNorm for
+  ``backbone.norm=bn`` on CUDA. Only rank 0 writes files and shows the bar.
 * **Outputs** in ``RUN/``: ``config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON line per
   ``log_period``: iteration, lr, loss and each loss term averaged over the period and the ranks,
   seconds per iteration, data time, ETA), ``last.pt`` every ``checkpoint_period`` iterations and at
@@ -48,11 +38,9 @@ What the loop does and why:
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -64,6 +52,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from cfnet.checkpoint import (
     CheckpointError,
@@ -74,8 +63,13 @@ from cfnet.checkpoint import (
     set_rng_state,
 )
 from cfnet.config import Config, ConfigError, apply_overrides, get_config, save_config, validate
-from cfnet.data.panoptic import resolve_splits
+from cfnet.data.panoptic import PanopticDataset, collate, resolve_splits
 from cfnet.data.sampler import InfiniteShardSampler, SeededSamples
+from cfnet.data.transforms import build_transforms
+from cfnet.engine.evaluate import evaluate, format_table
+from cfnet.engine.runtime import all_reduce_mean, dist_env, process_group, resolve_device, to_device
+from cfnet.engine.solver import build_optimizer, build_scheduler
+from cfnet.model import build_model
 
 LAST = "last.pt"
 FINAL = "model_final.pt"
@@ -89,68 +83,7 @@ class TrainingDiverged(FloatingPointError):
 
 
 # ----------------------------------------------------------------------------------------------
-# optimiser and schedule
-
-
-def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD-momentum or AdamW; no weight decay on parameters with ndim <= 1 (biases, norm affines)."""
-    s = cfg.solver
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-    if not groups:
-        raise ConfigError("the model has no trainable parameters (check model.backbone.frozen_stages)")
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    if s.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=s.base_lr, weight_decay=s.weight_decay)
-    raise ConfigError(f"config key 'solver.optimizer': {s.optimizer!r} is not one of sgd, adamw")
-
-
-def lr_factor(iteration: int, cfg: Config) -> float:
-    """LR multiplier at an iteration: linear warm-up, then ×gamma at each step."""
-    s = cfg.solver
-    factor = s.gamma ** bisect.bisect_right(sorted(s.steps), iteration)
-    if iteration < s.warmup_iters:
-        alpha = iteration / s.warmup_iters
-        factor *= s.warmup_factor * (1 - alpha) + alpha
-    return factor
-
-
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    # A closure (not a callable object) so the state_dict keeps no copy of the schedule: on resume
-    # the config's schedule applies.
-    def factor(it: int) -> float:
-        return lr_factor(it, cfg)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-# ----------------------------------------------------------------------------------------------
-# distributed helpers
-
-
-def _dist_env() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
-    if device is None or str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: CUDA is not available on this machine (use --device cpu)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return device
-
-
-def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in target.items()}
+# helpers
 
 
 def _all_finite(model: torch.nn.Module) -> bool:
@@ -197,25 +130,13 @@ def train(
     """
     cfg = validate(cfg)
     out_dir = Path(out_dir)
-    rank, world, local_rank = _dist_env()
-    own_group = False
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if resolve_device(device, local_rank).type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
-        own_group = True
-    try:
+    with process_group(device) as (rank, world, local_rank):
         return _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
                       evaluate_val, check_data)
-    finally:
-        if own_group and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
            evaluate_val, check_data=True) -> dict[str, Any]:
-    from cfnet.data import PanopticDataset, build_transforms, collate
-    from cfnet.model import build_model
-
     s = cfg.solver
     main_proc = rank == 0
     device = resolve_device(device, local_rank)
@@ -335,8 +256,6 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
 
     bar = None
     if main_proc and progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=s.max_iters, initial=start_iter, desc="train", dynamic_ncols=True)
     params = [p for p in model.parameters() if p.requires_grad]
     max_norm = s.clip_grad_norm if s.clip_grad_norm is not None else math.inf
@@ -353,7 +272,7 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
             t0 = time.perf_counter()
             images, targets = next(data_iter)
             images = [im.to(device, non_blocking=True) for im in images]
-            targets = [_to_device(t, device) for t in targets]
+            targets = [to_device(t, device) for t in targets]
             t_data = time.perf_counter() - t0
             lr = optimizer.param_groups[0]["lr"]
 
@@ -364,10 +283,7 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
             # One all-reduce gives the cross-rank average for logging and, since a NaN on any rank
             # poisons the sum, a divergence decision that every rank takes together.
             values = torch.stack([losses[k].detach().float() for k in names] + [total.detach().float()])
-            if world > 1:
-                dist.all_reduce(values)
-                values /= world
-            vals = values.tolist()
+            vals = all_reduce_mean(values, world).tolist()
             if not all(math.isfinite(v) for v in vals):
                 terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(names + ["total"], vals))
                 raise TrainingDiverged(
@@ -455,8 +371,6 @@ def _finish(model, cfg, out_dir, final_path, iteration, val_dir, device, progres
         save_checkpoint(final_path, model=model, cfg=cfg, iteration=iteration)
     result["final_checkpoint"] = str(final_path)
     if val_dir is not None:
-        from cfnet.engine.evaluate import evaluate
-
         model.eval()
         metrics = evaluate(  # (the split was checked when the run started)
             model, val_dir, out_dir / "eval", device=str(device), progress=progress, check_data=False
@@ -566,7 +480,7 @@ def main(args: argparse.Namespace) -> int:
             progress=not args.no_progress, evaluate_val=not args.no_eval, check_data=not args.no_check_data,
         )
     except TrainingDiverged as e:
-        if _dist_env()[0] == 0:
+        if dist_env().rank == 0:
             print(f"cfnet train: {e}", file=sys.stderr)
         return 1
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
@@ -575,10 +489,8 @@ def main(args: argparse.Namespace) -> int:
     except OSError as e:  # disk full, read-only run folder, ...: one line (the last good last.pt is kept)
         print(f"cfnet train: {e}", file=sys.stderr)
         return 1
-    if _dist_env()[0] == 0:
+    if dist_env().rank == 0:
         print(f"done: iteration {result['iteration']}, checkpoints in {result['out_dir']}")
         if result["eval"]:
-            from cfnet.engine.evaluate import format_table
-
             print(format_table(result["eval"]))
     return 0
