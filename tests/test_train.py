@@ -1,4 +1,4 @@
-"""cfnet.engine.train: exact resume, DDP == one big batch, NaN stop.
+"""cfnet.engine.train: exact resume, DDP == one big batch, NaN stop, one training step.
 
 The data order is tested in test_sampler.py, the LR schedule in test_solver.py.
 
@@ -23,7 +23,8 @@ import cfnet
 from cfnet.cli import main as cli
 from cfnet.config import get_config
 from cfnet.data import generate_shapes
-from cfnet.engine.train import TrainingDiverged, train
+from cfnet.engine.solver import build_solver
+from cfnet.engine.train import TrainingDiverged, train, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING
@@ -189,3 +190,45 @@ def test_resume_accepts_a_checkpoint_written_before_a_config_key_existed(tmp_pat
     changed = cfnet.get_config("shapes-tiny", ["model.semantic.module=none"])
     with pytest.raises(CheckpointError, match="model.semantic.module"):
         _check_resume_config(changed, {"config": old}, tmp_path / "last.pt", main_proc=True)
+
+
+class _TwoTerms(torch.nn.Module):
+    """A stand-in for CFNet's training forward: a dict of loss terms from (images, targets)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        self.scale, self.kink = 1.0, False
+
+    def forward(self, images, targets):
+        x = torch.stack(images).sum(0)
+        losses = {"loss_b": (self.w * x).sum() * self.scale, "loss_a": self.w.pow(2).sum()}
+        if self.kink:  # sqrt at 0: a finite loss (0) with an infinite gradient
+            losses["loss_c"] = torch.sqrt(self.w.sum() - self.w.sum().detach())
+        return losses
+
+
+def test_train_step_sums_the_terms_steps_once_and_refuses_a_nan():
+    cfg = get_config("shapes-tiny", ["solver.optimizer=sgd", "solver.base_lr=0.1", "solver.momentum=0",
+                                     "solver.weight_decay=0", "solver.warmup_iters=0",
+                                     "solver.clip_grad_norm=null"])  # fmt: skip
+    net = _TwoTerms()
+    solver = build_solver(cfg, net, torch.device("cpu"))
+    images = [torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.0])]
+    losses, grad_norm = train_step(net, solver, images, [{}, {}], iteration=1)
+    assert list(losses) == ["loss_a", "loss_b", "loss"]  # the record's key order
+    assert losses == pytest.approx({"loss_a": 5.0, "loss_b": -0.5, "loss": 4.5})
+    grad = torch.tensor([2 * 1.0 + 1.5, 2 * -2.0 + 1.0])  # d(w·w + w·x)/dw = 2w + x
+    assert grad_norm == pytest.approx(float(grad.norm()))
+    assert torch.allclose(net.w.detach(), torch.tensor([1.0, -2.0]) - 0.1 * grad)
+    assert solver.scheduler.last_epoch == 1
+
+    before = net.w.detach().clone()
+    net.scale = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at iteration 7 \(loss_a=.*loss_b=nan"):
+        train_step(net, solver, images, [{}, {}], iteration=7)
+    assert torch.equal(net.w.detach(), before) and solver.scheduler.last_epoch == 1
+    net.scale, net.kink = 1.0, True
+    with pytest.raises(TrainingDiverged, match=r"non-finite gradient norm at iteration 8 \(losses .*c=0"):
+        train_step(net, solver, images, [{}, {}], iteration=8)
+    assert torch.equal(net.w.detach(), before)

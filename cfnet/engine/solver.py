@@ -12,8 +12,8 @@
 * **AMP** on CUDA only (``solver.amp``): bf16 autocast where the GPU supports it, else fp16 autocast
   with a GradScaler. CPU runs in float32.
 
-:func:`build_solver` gathers these into one :class:`Solver`, what a training step needs besides
-the model and the batch.
+:func:`build_solver` gathers these into one :class:`Solver`, what
+:func:`cfnet.engine.train.train_step` needs besides the model and the batch.
 """
 
 from __future__ import annotations
