@@ -531,7 +531,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from cfnet.checkpoint import CheckpointError, load_checkpoint
-    from cfnet.engine.train import resolve_device
+    from cfnet.engine.runtime import resolve_device
 
     try:
         device = resolve_device(args.device)

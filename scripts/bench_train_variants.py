@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cfnet.config import get_config  # noqa: E402
-from cfnet.data import PanopticDataset, build_transforms, collate, generate_shapes  # noqa: E402
-from cfnet.engine.train import SeededSamples, build_optimizer  # noqa: E402
+from cfnet.data import PanopticDataset, SeededSamples, build_transforms, collate, generate_shapes  # noqa: E402
+from cfnet.engine.solver import build_optimizer  # noqa: E402
 from cfnet.model import build_model  # noqa: E402
 
 

@@ -68,8 +68,7 @@ def test_train_finds_the_splits_of_a_coco_layout_root(tmp_path):
     """`cfnet train --data /datasets/coco` must pick train2017 for training and val2017 for eval."""
     import shutil
 
-    from cfnet.data import PanopticDataset
-    from cfnet.engine.train import resolve_splits
+    from cfnet.data import PanopticDataset, resolve_splits
 
     for split in ("train2017", "val2017"):
         shutil.copytree(SAMPLE / "images", tmp_path / split)

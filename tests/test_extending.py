@@ -21,9 +21,9 @@ from cfnet.backbone import BACKBONES
 from cfnet.checkpoint import load_checkpoint
 from cfnet.config import ConfigError, choices, get_config, validate
 from cfnet.correlation import CORRELATION_FUNCTIONS, build_correlation_function
-from cfnet.data import LAYOUTS, PanopticDataset, collate, generate_shapes
+from cfnet.data import LAYOUTS, PanopticDataset, collate, generate_shapes, resolve_splits
 from cfnet.data.panoptic import split_names
-from cfnet.engine.train import resolve_splits, train
+from cfnet.engine.train import train
 from cfnet.inspection import inspect_point
 from cfnet.model import build_model
 from cfnet.modules import POSITION_MODULES, SEMANTIC_MODULES

@@ -1,4 +1,6 @@
-"""cfnet.engine.train: exact resume, DDP == one big batch, NaN stop, data order, LR schedule.
+"""cfnet.engine.train: exact resume, DDP == one big batch, NaN stop, one training step.
+
+The data order is tested in test_sampler.py, the LR schedule in test_solver.py.
 
 All runs use a shrunken ``shapes-tiny`` on a few 64-px ``shapes`` images, one CPU thread each (two
 threads per process on a shared 2-core machine only add contention).
@@ -21,7 +23,8 @@ import cfnet
 from cfnet.cli import main as cli
 from cfnet.config import get_config
 from cfnet.data import generate_shapes
-from cfnet.engine.train import InfiniteShardSampler, TrainingDiverged, lr_factor, train
+from cfnet.engine.solver import build_solver
+from cfnet.engine.train import TrainingDiverged, train, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING
@@ -115,33 +118,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(shapes, tmp_path, monkeyp
         train(cfg, shapes, tmp_path / "r2", progress=False)
 
 
-def test_sampler_shards_union_is_the_single_process_batch():
-    one = InfiniteShardSampler(7, seed=5, total_batch=4)
-    two = [InfiniteShardSampler(7, seed=5, total_batch=4, rank=r, world_size=2) for r in range(2)]
-    for it in range(6):  # crosses several epoch boundaries (7 is not a multiple of 4)
-        assert two[0].batch_keys(it) + two[1].batch_keys(it) == one.batch_keys(it)
-        assert len(two[0].batch_keys(it)) == 2
-    # Each epoch is a permutation; epochs differ; a sampler started at iteration 3 continues the stream.
-    stream = [k for it in range(7) for k in one.batch_keys(it)]  # 28 = 4 epochs of 7
-    for e in range(4):
-        assert sorted(i for ep, i in stream[7 * e : 7 * e + 7]) == list(range(7))
-        assert {ep for ep, _ in stream[7 * e : 7 * e + 7]} == {e}
-    assert [i for _, i in stream[:7]] != [i for _, i in stream[7:14]]
-    resumed = iter(InfiniteShardSampler(7, seed=5, total_batch=4, start_iter=3))
-    assert [next(resumed) for _ in range(8)] == stream[12:20]
-    with pytest.raises(ValueError, match="not divisible"):
-        InfiniteShardSampler(7, seed=0, total_batch=3, world_size=2)
-
-
-def test_lr_schedule_warmup_then_steps():
-    cfg = get_config("shapes-tiny", ["solver.warmup_iters=10", "solver.warmup_factor=0.1",
-                                     "solver.steps=[20, 30]", "solver.gamma=0.5"])  # fmt: skip
-    assert lr_factor(0, cfg) == pytest.approx(0.1)
-    assert lr_factor(5, cfg) == pytest.approx(0.1 * 0.5 + 0.5)
-    assert lr_factor(10, cfg) == 1.0 and lr_factor(19, cfg) == 1.0
-    assert lr_factor(20, cfg) == 0.5 and lr_factor(29, cfg) == 0.5 and lr_factor(30, cfg) == 0.25
-
-
 def _duplicated_split(src: Path, dst: Path, copies: int) -> None:
     """A split of ``copies`` identical images (distinct file names and ids) from ``src``'s first one."""
     data = json.loads((src / "panoptic.json").read_text())
@@ -214,3 +190,45 @@ def test_resume_accepts_a_checkpoint_written_before_a_config_key_existed(tmp_pat
     changed = cfnet.get_config("shapes-tiny", ["model.semantic.module=none"])
     with pytest.raises(CheckpointError, match="model.semantic.module"):
         _check_resume_config(changed, {"config": old}, tmp_path / "last.pt", main_proc=True)
+
+
+class _TwoTerms(torch.nn.Module):
+    """A stand-in for CFNet's training forward: a dict of loss terms from (images, targets)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        self.scale, self.kink = 1.0, False
+
+    def forward(self, images, targets):
+        x = torch.stack(images).sum(0)
+        losses = {"loss_b": (self.w * x).sum() * self.scale, "loss_a": self.w.pow(2).sum()}
+        if self.kink:  # sqrt at 0: a finite loss (0) with an infinite gradient
+            losses["loss_c"] = torch.sqrt(self.w.sum() - self.w.sum().detach())
+        return losses
+
+
+def test_train_step_sums_the_terms_steps_once_and_refuses_a_nan():
+    cfg = get_config("shapes-tiny", ["solver.optimizer=sgd", "solver.base_lr=0.1", "solver.momentum=0",
+                                     "solver.weight_decay=0", "solver.warmup_iters=0",
+                                     "solver.clip_grad_norm=null"])  # fmt: skip
+    net = _TwoTerms()
+    solver = build_solver(cfg, net, torch.device("cpu"))
+    images = [torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.0])]
+    losses, grad_norm = train_step(net, solver, images, [{}, {}], iteration=1)
+    assert list(losses) == ["loss_a", "loss_b", "loss"]  # the record's key order
+    assert losses == pytest.approx({"loss_a": 5.0, "loss_b": -0.5, "loss": 4.5})
+    grad = torch.tensor([2 * 1.0 + 1.5, 2 * -2.0 + 1.0])  # d(w·w + w·x)/dw = 2w + x
+    assert grad_norm == pytest.approx(float(grad.norm()))
+    assert torch.allclose(net.w.detach(), torch.tensor([1.0, -2.0]) - 0.1 * grad)
+    assert solver.scheduler.last_epoch == 1
+
+    before = net.w.detach().clone()
+    net.scale = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at iteration 7 \(loss_a=.*loss_b=nan"):
+        train_step(net, solver, images, [{}, {}], iteration=7)
+    assert torch.equal(net.w.detach(), before) and solver.scheduler.last_epoch == 1
+    net.scale, net.kink = 1.0, True
+    with pytest.raises(TrainingDiverged, match=r"non-finite gradient norm at iteration 8 \(losses .*c=0"):
+        train_step(net, solver, images, [{}, {}], iteration=8)
+    assert torch.equal(net.w.detach(), before)

@@ -166,7 +166,7 @@ def _bench_modules(args, device: torch.device) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     from cfnet.bench.model import machine_info
-    from cfnet.engine.train import resolve_device
+    from cfnet.engine.runtime import resolve_device
 
     device = resolve_device(args.device)
     if args.dry_run:

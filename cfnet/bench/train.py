@@ -4,8 +4,8 @@
         [--vs "data.num_workers=1"] [--device auto|cpu|cuda] [--amp] [--json FILE]
 
 Each model is trained as :func:`cfnet.engine.train.train` does it — the same optimiser
-(:func:`~cfnet.engine.train.build_optimizer`), schedule, gradient clipping, seeded data stream
-(:class:`~cfnet.engine.train.InfiniteShardSampler` + :class:`~cfnet.engine.train.SeededSamples`,
+(:func:`~cfnet.engine.solver.build_optimizer`), schedule, gradient clipping, seeded data stream
+(:class:`~cfnet.data.sampler.InfiniteShardSampler` + :class:`~cfnet.data.sampler.SeededSamples`,
 ``data.num_workers`` loader processes) — and every iteration is split by wall-clock timers into
 
 * ``data``: waiting for the next batch from the loader and moving it to the device;
@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from cfnet.engine.runtime import to_device
+
 __all__ = ["add_arguments", "main", "TrainBench", "STAGES"]
 
 STAGES = ("data", "forward", "backward", "optimizer")
@@ -49,8 +51,8 @@ class TrainBench:
     def __init__(self, cfg, train_dir: Path, device: torch.device, amp: bool = False) -> None:
         from torch.utils.data import DataLoader
 
-        from cfnet.data import PanopticDataset, build_transforms, collate
-        from cfnet.engine.train import InfiniteShardSampler, SeededSamples, build_optimizer, build_scheduler
+        from cfnet.data import InfiniteShardSampler, PanopticDataset, SeededSamples, build_transforms, collate
+        from cfnet.engine.solver import build_optimizer, build_scheduler
         from cfnet.model import build_model
 
         s = cfg.solver
@@ -89,10 +91,7 @@ class TrainBench:
         t0 = self._now()
         images, targets = next(self._iter)
         images = [im.to(self.device, non_blocking=True) for im in images]
-        targets = [
-            {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-            for t in targets
-        ]
+        targets = [to_device(t, self.device) for t in targets]
         t1 = self._now()
         with self.autocast():
             losses = self.model(images, targets)
@@ -173,7 +172,8 @@ def run(args: argparse.Namespace) -> dict:
     """The benchmark of ``args`` (see :func:`add_arguments`); returns what ``--json`` writes."""
     from cfnet.bench.model import machine_info
     from cfnet.config import get_config
-    from cfnet.engine.train import resolve_device, resolve_splits
+    from cfnet.data import resolve_splits
+    from cfnet.engine.runtime import resolve_device
 
     device = resolve_device(args.device)
     extra = [f"solver.batch_size={args.batch_size}"] if args.batch_size else []

@@ -1,5 +1,5 @@
-"""Data: COCO-panoptic-format splits (COCO, ADE20k-panoptic, the synthetic ``shapes`` set) and
-their training transforms, and the ``shapes`` generator."""
+"""Data: COCO-panoptic-format splits (COCO, ADE20k-panoptic, the synthetic ``shapes`` set),
+their training transforms and training order (sampler), and the ``shapes`` generator."""
 
 from cfnet.data.panoptic import (
     LAYOUTS,
@@ -11,7 +11,9 @@ from cfnet.data.panoptic import (
     load_panoptic_json,
     read_image,
     resolve_split,
+    resolve_splits,
 )
+from cfnet.data.sampler import InfiniteShardSampler, SeededSamples
 from cfnet.data.shapes import generate_shapes, save_sample_grid, shapes_statistics
 from cfnet.data.transforms import (
     Compose,
@@ -25,10 +27,12 @@ __all__ = [
     "LAYOUTS",
     "SplitLayout",
     "Compose",
+    "InfiniteShardSampler",
     "PanopticDataset",
     "RandomCrop",
     "RandomHorizontalFlip",
     "ResizeShortestEdge",
+    "SeededSamples",
     "SplitPaths",
     "build_transforms",
     "collate",
@@ -37,6 +41,7 @@ __all__ = [
     "read_image",
     "find_splits",
     "resolve_split",
+    "resolve_splits",
     "save_sample_grid",
     "shapes_statistics",
 ]

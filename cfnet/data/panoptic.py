@@ -1,7 +1,8 @@
 """Reading COCO-panoptic-format splits: COCO, ADE20k-panoptic, the synthetic ``shapes`` set.
 
 Accepted layouts (:data:`LAYOUTS`; :func:`resolve_split` turns any of them into
-``(image_dir, png_dir, json_path)``):
+``(image_dir, png_dir, json_path)``, :func:`resolve_splits` a training folder into its train and
+val splits):
 
 * the project's own split folder (what ``cfnet data shapes`` and ``cfnet predict`` write)::
 
@@ -216,6 +217,29 @@ def resolve_split(root: str | os.PathLike, split: str | None = None) -> SplitPat
             f"(expected panoptic.json + images/ + panoptic/, or one of {expected})"
         )
     raise ValueError(f"{root}: holds several splits ({', '.join(found)}); choose one with split=...")
+
+
+def resolve_splits(data_dir: str | os.PathLike) -> tuple[Path, Path | None]:
+    """``(train split, val split or None)`` of ``--data``.
+
+    ``DIR`` may hold ``train/`` (+ ``val/``) split folders, be a dataset root in COCO's layout
+    (``annotations/panoptic_train2017.json`` + ``val2017``) or ADE20k's
+    (``ade20k_panoptic_train.json`` + ``val``), or be a single split; the returned paths are
+    anything :class:`PanopticDataset` reads (a split folder or its JSON).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise FileNotFoundError(f"--data {data_dir}: no such folder")
+    if (data_dir / "train").is_dir():
+        val = data_dir / "val"
+        return data_dir / "train", (val if val.is_dir() else None)
+    found = find_splits(data_dir) if data_dir.is_dir() else {}
+    # the split names of every layout in LAYOUTS: train, train2017, training, ...
+    train_split = next((found[k] for k in split_names("train") if k in found), None)
+    if train_split is not None:
+        val_split = next((found[k] for k in split_names("val") if k in found), None)
+        return train_split, val_split
+    return data_dir, None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from cfnet.engine.runtime import resolve_device
+
 METRIC_KEYS = ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st", "mIoU", "mask_AP")
 
 
@@ -227,7 +229,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from cfnet.checkpoint import CheckpointError, load_checkpoint
-    from cfnet.engine.train import resolve_device
     from cfnet.panoptic_io import check_output_file, describe_os_error, prepare_output_dir
 
     try:

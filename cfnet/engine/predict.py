@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cfnet.engine.runtime import resolve_device
 from cfnet.image_io import DEFAULT_MAX_SIDE, MAX_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -203,7 +204,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from cfnet.checkpoint import CheckpointError, load_checkpoint
-    from cfnet.engine.train import resolve_device
     from cfnet.panoptic_io import describe_os_error, prepare_output_dir
 
     try:

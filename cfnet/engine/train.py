@@ -3,35 +3,26 @@
     cfnet train --preset shapes-tiny --data data/shapes --out runs/tiny [--max-iters N] [--resume]
     torchrun --standalone --nproc_per_node 2 -m cfnet train --preset shapes-tiny --data ... --out ...
 
+:func:`train` sets a run up from plain pieces — the device and process group
+(:mod:`cfnet.engine.runtime`), the data order (:mod:`cfnet.data.sampler`), the optimiser,
+schedule and AMP (:mod:`cfnet.engine.solver`) — then loops :func:`train_step` over the
+iterations, logging every ``log_period`` and checkpointing every ``checkpoint_period``.
+
 What the loop does and why:
 
 * **Loss** is Eq. 1 as the model returns it: ``L = L_mask + L_cate + λ·L_sem`` (the model applies the
   weights; the trainer sums the terms).
-* **Optimiser** per ``solver.optimizer``: SGD with momentum (the paper's, ``paper-*`` presets) or
-  AdamW (the ``shapes-tiny`` preset, DESIGN.md §9). Weight decay is applied to weight matrices and
-  conv kernels only: parameters with ``ndim <= 1`` (biases and the affine parameters of BN / GN) get
-  none, as is usual for both optimisers.
-* **Schedule**: linear warm-up from ``warmup_factor`` over ``warmup_iters``, then ×``gamma`` at each
-  of ``steps`` (a ``LambdaLR`` whose state is part of the checkpoint; the factors are recomputed
-  from the config, so the config governs the schedule on resume).
-* **Gradient clipping** by global norm (``solver.clip_grad_norm``; null = off). The norm is computed
-  either way: a non-finite gradient norm stops training like a non-finite loss.
-* **AMP** on CUDA only (``solver.amp``): bf16 autocast where the GPU supports it, else fp16 autocast
-  with a GradScaler. CPU runs in float32.
-* **Data order** is a pure function of ``(seed, iteration)``: an infinite stream that concatenates one
-  seeded permutation of the training set per epoch; global batch ``i`` is stream positions
-  ``[i·B, (i+1)·B)`` with ``B = solver.batch_size`` (the *total* batch) and rank ``r`` of ``W`` takes
-  the contiguous slice ``[i·B + r·B/W, i·B + (r+1)·B/W)``. So the union of the ranks' batches is the
-  single-process batch, and resuming at iteration ``i`` continues the stream exactly (the sampler's
-  position is the iteration). Every sample's augmentation RNGs (torch, numpy, python ``random``)
-  are seeded from ``(seed, epoch, index)`` around the dataset call, so augmentation is reproducible
-  whatever the number of loader workers and across resumes.
-* **DDP** under torchrun: NCCL on CUDA, gloo on CPU; each rank takes ``batch_size / world_size``
-  images; gradients are averaged by DDP. With ``backbone.norm=bn`` on CUDA the BN layers become
-  SyncBatchNorm (not available on CPU, where BN statistics stay per rank). Only rank 0 writes files
-  and shows the bar. Note that DDP averages the per-rank losses; SOLOv2 normalises its losses by the
-  number of positives *in the (per-rank) batch*, so 2 × b and 1 × 2b agree exactly only when the
-  ranks' halves have equal positive counts — the usual DDP behaviour of SOLO-type models.
+* **Optimiser, schedule, gradient clipping, AMP** (:mod:`cfnet.engine.solver`): SGD with momentum
+  or AdamW, no weight decay on biases and norm affines; linear warm-up, then ×``gamma`` at each
+  of ``steps``, recomputed from the config on resume; clipping by global norm, whose value is
+  checked even when clipping is off; AMP on CUDA only, CPU runs in float32.
+* **Data order** (:mod:`cfnet.data.sampler`) is a pure function of ``(seed, iteration)``, sharded
+  so that the union of the ranks' batches is the single-process batch, and every sample's
+  augmentation is seeded from ``(seed, epoch, index)``: resuming at iteration ``i`` continues the
+  stream exactly, whatever the number of loader workers.
+* **DDP** under torchrun (:mod:`cfnet.engine.runtime`): NCCL on CUDA, gloo on CPU; each rank takes
+  ``batch_size / world_size`` images; gradients are averaged by DDP; SyncBatchNorm for
+  ``backbone.norm=bn`` on CUDA. Only rank 0 writes files and shows the bar.
 * **Outputs** in ``RUN/``: ``config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON line per
   ``log_period``: iteration, lr, loss and each loss term averaged over the period and the ranks,
   seconds per iteration, data time, ETA), ``last.pt`` every ``checkpoint_period`` iterations and at
@@ -52,23 +43,23 @@ What the loop does and why:
 from __future__ import annotations
 
 import argparse
-import bisect
-import contextlib
 import json
 import math
-import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
+from cfnet.categories import Categories
 from cfnet.checkpoint import (
     CheckpointError,
     check_state_dict,
@@ -78,6 +69,21 @@ from cfnet.checkpoint import (
     set_rng_state,
 )
 from cfnet.config import Config, ConfigError, apply_overrides, get_config, save_config, validate
+from cfnet.data.panoptic import PanopticDataset, collate, resolve_splits
+from cfnet.data.sampler import InfiniteShardSampler, SeededSamples
+from cfnet.data.transforms import build_transforms
+from cfnet.engine.evaluate import evaluate, format_table
+from cfnet.engine.runtime import (
+    DistEnv,
+    all_reduce_mean,
+    dist_env,
+    distribute,
+    process_group,
+    resolve_device,
+    to_device,
+)
+from cfnet.engine.solver import Solver, build_solver
+from cfnet.model import build_model
 
 LAST = "last.pt"
 FINAL = "model_final.pt"
@@ -88,202 +94,6 @@ _RESUME_FREE = {"solver.max_iters", "solver.checkpoint_period", "solver.log_peri
 
 class TrainingDiverged(FloatingPointError):
     """A loss term or the gradient norm became NaN / infinite; the message says where."""
-
-
-# ----------------------------------------------------------------------------------------------
-# data order
-
-
-class InfiniteShardSampler(Sampler):
-    """Infinite deterministic stream of ``(epoch, index)`` keys for one rank (see module docstring).
-
-    Position ``g`` of the global stream is ``(g // n, perm_{g // n}[g % n])`` with ``perm_e`` a
-    permutation of ``range(n)`` seeded by ``(seed, e)``. Iteration ``i`` of rank ``r`` yields the
-    positions ``i·B + r·b .. i·B + (r+1)·b − 1`` with ``b = B / world_size``.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        *,
-        seed: int,
-        total_batch: int,
-        rank: int = 0,
-        world_size: int = 1,
-        start_iter: int = 0,
-        shuffle: bool = True,
-    ):
-        if size <= 0:
-            raise ValueError("InfiniteShardSampler: the dataset is empty")
-        if total_batch % world_size:
-            raise ValueError(f"total batch {total_batch} is not divisible by the world size {world_size}")
-        self.size, self.seed, self.total_batch = size, seed, total_batch
-        self.rank, self.world_size, self.start_iter, self.shuffle = rank, world_size, start_iter, shuffle
-        self.per_rank = total_batch // world_size
-        self._perm_epoch = -1
-        self._perm: list[int] = []
-
-    def key(self, position: int) -> tuple[int, int]:
-        epoch, k = divmod(position, self.size)
-        if epoch != self._perm_epoch:
-            if self.shuffle:
-                g = torch.Generator().manual_seed(_mix(self.seed, epoch))
-                self._perm = torch.randperm(self.size, generator=g).tolist()
-            else:
-                self._perm = list(range(self.size))
-            self._perm_epoch = epoch
-        return epoch, self._perm[k]
-
-    def batch_keys(self, iteration: int) -> list[tuple[int, int]]:
-        base = iteration * self.total_batch + self.rank * self.per_rank
-        return [self.key(base + j) for j in range(self.per_rank)]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        it = self.start_iter
-        while True:
-            yield from self.batch_keys(it)
-            it += 1
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from several integers (numpy's SeedSequence hashing)."""
-    words = np.random.SeedSequence([int(v) % (1 << 63) for v in values]).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) | (int(words[1]) << 32)) & ((1 << 63) - 1)
-
-
-class SeededSamples(Dataset):
-    """Wraps a dataset so that item ``(epoch, index)`` is drawn with its own seeded RNGs.
-
-    The global torch / numpy / python RNGs are seeded from ``(seed, epoch, index)`` for the duration
-    of the dataset call and restored afterwards, so random augmentation does not depend on loader
-    workers or on what ran before (a resumed run draws the same crops and flips).
-    """
-
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]):
-        epoch, index = key
-        s = _mix(self.seed, 7919, epoch, index)
-        py_state, np_state = random.getstate(), np.random.get_state()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                random.seed(s)
-                np.random.seed(s % (1 << 32))
-                return self.dataset[index]
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-
-
-def resolve_splits(data_dir: str | Path) -> tuple[Path, Path | None]:
-    """``(train split, val split or None)`` of ``--data``.
-
-    ``DIR`` may hold ``train/`` (+ ``val/``) split folders, be a dataset root in COCO's layout
-    (``annotations/panoptic_train2017.json`` + ``val2017``) or ADE20k's
-    (``ade20k_panoptic_train.json`` + ``val``), or be a single split; the returned paths are
-    anything :class:`cfnet.data.PanopticDataset` reads (a split folder or its JSON).
-    """
-    from cfnet.data.panoptic import find_splits, split_names
-
-    data_dir = Path(data_dir)
-    if not data_dir.exists():
-        raise FileNotFoundError(f"--data {data_dir}: no such folder")
-    if (data_dir / "train").is_dir():
-        val = data_dir / "val"
-        return data_dir / "train", (val if val.is_dir() else None)
-    found = find_splits(data_dir) if data_dir.is_dir() else {}
-    # the split names of every layout in cfnet.data.panoptic.LAYOUTS: train, train2017, training, ...
-    train_split = next((found[k] for k in split_names("train") if k in found), None)
-    if train_split is not None:
-        val_split = next((found[k] for k in split_names("val") if k in found), None)
-        return train_split, val_split
-    return data_dir, None
-
-
-# ----------------------------------------------------------------------------------------------
-# optimiser and schedule
-
-
-def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD-momentum or AdamW; no weight decay on parameters with ndim <= 1 (biases, norm affines)."""
-    s = cfg.solver
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-    if not groups:
-        raise ConfigError("the model has no trainable parameters (check model.backbone.frozen_stages)")
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    if s.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=s.base_lr, weight_decay=s.weight_decay)
-    raise ConfigError(f"config key 'solver.optimizer': {s.optimizer!r} is not one of sgd, adamw")
-
-
-def lr_factor(iteration: int, cfg: Config) -> float:
-    """LR multiplier at an iteration: linear warm-up, then ×gamma at each step."""
-    s = cfg.solver
-    factor = s.gamma ** bisect.bisect_right(sorted(s.steps), iteration)
-    if iteration < s.warmup_iters:
-        alpha = iteration / s.warmup_iters
-        factor *= s.warmup_factor * (1 - alpha) + alpha
-    return factor
-
-
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    # A closure (not a callable object) so the state_dict keeps no copy of the schedule: on resume
-    # the config's schedule applies.
-    def factor(it: int) -> float:
-        return lr_factor(it, cfg)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-# ----------------------------------------------------------------------------------------------
-# distributed helpers
-
-
-def _dist_env() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
-    if device is None or str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: CUDA is not available on this machine (use --device cpu)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return device
-
-
-def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in target.items()}
-
-
-def _all_finite(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
-
-
-def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        full = prefix + k
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _config_diff(va, vb, full + ".")
-        elif va != vb:
-            keys.append(full)
-    return keys
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,53 +123,33 @@ def train(
     cheaply before the first iteration: files there, header sizes, nothing listed twice.
     """
     cfg = validate(cfg)
-    out_dir = Path(out_dir)
-    rank, world, local_rank = _dist_env()
-    own_group = False
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if resolve_device(device, local_rank).type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
-        own_group = True
-    try:
-        return _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
-                      evaluate_val, check_data)
-    finally:
-        if own_group and dist.is_initialized():
-            dist.destroy_process_group()
+    with process_group(device) as env:
+        return _train(cfg, data_dir, Path(out_dir), env, resume, device, progress, callback, evaluate_val,
+                      check_data)
 
 
-def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, progress, callback,
-           evaluate_val, check_data=True) -> dict[str, Any]:
-    from cfnet.data import PanopticDataset, build_transforms, collate
-    from cfnet.model import build_model
+def _train(cfg: Config, data_dir: str | Path, out_dir: Path, env: DistEnv, resume: bool,
+           device: str | torch.device | None, progress: bool,
+           callback: Callable[[dict[str, Any]], None] | None, evaluate_val: bool,
+           check_data: bool) -> dict[str, Any]:  # fmt: skip
+    """One rank's run: set-up, then the loop, or for a finished run only what it is missing.
 
+    The set-up's order matters for exact resumes: the RNGs are seeded before the model is built
+    (identical initial weights on every rank) and, on resume, restored after it."""
     s = cfg.solver
-    main_proc = rank == 0
-    device = resolve_device(device, local_rank)
+    device = resolve_device(device, env.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if s.batch_size % world:
+    if s.batch_size % env.world_size:
         raise ConfigError(
             f"config key 'solver.batch_size': the total batch {s.batch_size} is not divisible by the "
-            f"{world} processes"
+            f"{env.world_size} processes"
         )
+    run = _Run(cfg, out_dir, device, env.rank, env.world_size, progress)
     train_dir, val_dir = resolve_splits(data_dir)
-    last_path, final_path = out_dir / LAST, out_dir / FINAL
-
-    ckpt = None
-    if resume:
-        if last_path.is_file():
-            ckpt = read_checkpoint(last_path)
-            _check_training_state(ckpt, last_path)
-            _check_resume_config(cfg, ckpt, last_path, main_proc)
-        elif main_proc:
-            print(f"--resume: {last_path} does not exist yet; starting from iteration 0", file=sys.stderr)
-    elif last_path.exists():
-        raise FileExistsError(
-            f"{out_dir} already holds a run ({last_path}); pass --resume to continue it, or choose "
-            "another --out"
-        )
-    if main_proc:
+    eval_dir = val_dir if evaluate_val else None
+    ckpt = _training_state(run, resume)
+    if run.main_proc:
         remove_stale_temp_files(out_dir)  # left by a write that was killed (atomic_save's temp names)
 
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
@@ -367,187 +157,75 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % (1 << 32))
     model = build_model(cfg).to(device)
-    categories = model.categories
     if ckpt is not None:
-        check_state_dict(model.state_dict(), ckpt["model"], last_path)
+        check_state_dict(model.state_dict(), ckpt["model"], run.last_path)
         model.load_state_dict(ckpt["model"])
     model.train()
-    if world > 1 and device.type == "cuda" and cfg.model.backbone.norm == "bn":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net: torch.nn.Module = model
-    if world > 1:
-        # Some FPN levels / branches may not reach the loss for every config (e.g. fewer grids
-        # than pyramid levels), hence find_unused_parameters.
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
+    model, net = distribute(model, device, env.world_size, sync_bn=cfg.model.backbone.norm == "bn")
+    solver = build_solver(cfg, model, device)
+    start_iter = _restore(solver, ckpt) if ckpt is not None else 0
+    del ckpt
+    loader = _loader(run, _training_set(run, train_dir, eval_dir, model.categories, check_data), start_iter)
 
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer)
-    use_amp = s.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    start_iter = 0
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(ckpt["scaler"])
-        start_iter = int(ckpt["iteration"])
-        set_rng_state(ckpt["rng"])
-        del ckpt
-
-    dataset = PanopticDataset(train_dir, categories=categories, transforms=build_transforms(cfg, train=True))
-    if len(dataset) == 0:
-        raise FileNotFoundError(f"--data {train_dir}: the split holds no images")
-    if check_data:  # a bad item found now, not when the sampler first draws it
-        dataset.check_files(progress=progress and main_proc)
-        if evaluate_val and val_dir is not None:
-            PanopticDataset(val_dir, categories=categories).check_files(progress=progress and main_proc)
-    sampler = InfiniteShardSampler(
-        len(dataset), seed=cfg.seed, total_batch=s.batch_size, rank=rank, world_size=world,
-        start_iter=start_iter,
-    )
-    loader = DataLoader(
-        SeededSamples(dataset, cfg.seed),
-        batch_size=sampler.per_rank,
-        sampler=sampler,
-        num_workers=cfg.data.num_workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-    )
-
-    if main_proc:
+    if run.main_proc:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
         _trim_metrics(out_dir / METRICS, start_iter if start_iter else None)
-
     result: dict[str, Any] = {
         "iteration": start_iter,
-        "last_checkpoint": str(last_path) if last_path.is_file() else None,
+        "last_checkpoint": str(run.last_path) if run.last_path.is_file() else None,
         "final_checkpoint": None,
         "metrics": None,
         "eval": None,
         "out_dir": str(out_dir),
     }
-    if start_iter >= s.max_iters:
-        # A crash after the last last.pt may have cost model_final.pt and the final evaluation.
-        write_final = _final_missing(final_path, start_iter)
-        stale_eval = write_final or _older(out_dir / "eval.json", final_path)
-        run_eval = evaluate_val and val_dir is not None and stale_eval
-        if main_proc:
-            where = f"{last_path} is at iteration {start_iter} >= solver.max_iters {s.max_iters}"
-            if write_final or run_eval:
-                todo = [final_path.name] if write_final else []
-                todo += ["the final evaluation"] if run_eval else []
-                print(f"{where}: training is done; writing what the run is missing: {' and '.join(todo)}")
-            else:
-                print(f"{where}: done already")
-        if write_final or run_eval:
-            _finish(model, cfg, out_dir, final_path, start_iter, val_dir if run_eval else None, device,
-                    progress, main_proc, write_final, result)
-        if world > 1:
-            dist.barrier()
-        return result
+    if start_iter < s.max_iters:
+        _loop(run, model, net, solver, loader, start_iter, callback, result)
+        result["last_checkpoint"] = str(run.last_path)
+        _finish(run, model, result["iteration"], eval_dir, True, result)
+    else:
+        _catch_up(run, model, start_iter, eval_dir, result)
+    if env.world_size > 1:
+        dist.barrier()
+    return result
 
+
+def _loop(run: _Run, model: torch.nn.Module, net: torch.nn.Module, solver: Solver, loader: DataLoader,
+          start_iter: int, callback: Callable[[dict[str, Any]], None] | None,
+          result: dict[str, Any]) -> None:  # fmt: skip
+    """Iterations ``start_iter + 1 .. solver.max_iters``: a :func:`train_step` each, a metrics
+    record every ``log_period`` and ``last.pt`` every ``checkpoint_period`` (and both at the end)."""
+    s = run.cfg.solver
     bar = None
-    if main_proc and progress:
-        from tqdm.auto import tqdm
-
+    if run.main_proc and run.progress:
         bar = tqdm(total=s.max_iters, initial=start_iter, desc="train", dynamic_ncols=True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    max_norm = s.clip_grad_norm if s.clip_grad_norm is not None else math.inf
-    autocast = (
-        (lambda: torch.autocast(device_type="cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
-    )
-    last_good = (start_iter if result["last_checkpoint"] else None)
-    period: dict[str, float] = {}
-    period_n, period_time, period_data = 0, 0.0, 0.0
-    run_start = time.perf_counter()
+    last_good = start_iter if result["last_checkpoint"] else None
+    log = _MetricsLog(run.out_dir / METRICS if run.main_proc else None, callback if run.main_proc else None,
+                      s.max_iters)  # fmt: skip
     data_iter = iter(loader)
     try:
         for it in range(start_iter, s.max_iters):
             t0 = time.perf_counter()
             images, targets = next(data_iter)
-            images = [im.to(device, non_blocking=True) for im in images]
-            targets = [_to_device(t, device) for t in targets]
+            images = [im.to(run.device, non_blocking=True) for im in images]
+            targets = [to_device(t, run.device) for t in targets]
             t_data = time.perf_counter() - t0
-            lr = optimizer.param_groups[0]["lr"]
-
-            with autocast():
-                losses = net(images, targets)
-            names = sorted(losses)
-            total = sum(losses[k] for k in names)
-            # One all-reduce gives the cross-rank average for logging and, since a NaN on any rank
-            # poisons the sum, a divergence decision that every rank takes together.
-            values = torch.stack([losses[k].detach().float() for k in names] + [total.detach().float()])
-            if world > 1:
-                dist.all_reduce(values)
-                values /= world
-            vals = values.tolist()
-            if not all(math.isfinite(v) for v in vals):
-                terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(names + ["total"], vals))
-                raise TrainingDiverged(
-                    f"training stopped: non-finite loss at iteration {it + 1} ({terms}); "
-                    + _kept(last_path, last_good)
-                )
-
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-            if not math.isfinite(grad_norm) and not scaler.is_enabled():
-                # (with an fp16 GradScaler an inf gradient is routine: the scaler skips the step)
-                terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(names + ["total"], vals))
-                raise TrainingDiverged(
-                    f"training stopped: non-finite gradient norm at iteration {it + 1} (losses {terms}); "
-                    + _kept(last_path, last_good)
-                )
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            lr = solver.optimizer.param_groups[0]["lr"]
+            try:
+                losses, grad_norm = train_step(net, solver, images, targets, world_size=run.world_size,
+                                               iteration=it + 1)  # fmt: skip
+            except TrainingDiverged as e:  # the step cannot know which checkpoint survives
+                raise TrainingDiverged(f"{e}; {_kept(run.last_path, last_good)}") from None
 
             done = it + 1
-            dt = time.perf_counter() - t0
-            for k, v in zip(names + ["loss"], vals):
-                period[k] = period.get(k, 0.0) + v
-            period_n, period_time, period_data = period_n + 1, period_time + dt, period_data + t_data
+            log.add(losses, time.perf_counter() - t0, t_data)
             if bar is not None:
-                bar.set_postfix(loss=f"{vals[-1]:.3f}", lr=f"{lr:.2e}", refresh=False)
+                bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
                 bar.update(1)
-
             if done % s.log_period == 0 or done == s.max_iters:
-                sec = period_time / period_n
-                record = {
-                    "iteration": done,
-                    "lr": lr,
-                    **{k: v / period_n for k, v in period.items()},
-                    "grad_norm": grad_norm,
-                    "time": sec,
-                    "data_time": period_data / period_n,
-                    "elapsed": time.perf_counter() - run_start,
-                    "eta_seconds": sec * (s.max_iters - done),
-                }
-                period, period_n, period_time, period_data = {}, 0, 0.0, 0.0
-                result["metrics"] = record
-                if main_proc:
-                    with open(out_dir / METRICS, "a") as f:
-                        f.write(json.dumps(record) + "\n")
-                    if callback is not None:
-                        callback(record)
-
+                result["metrics"] = log.write(done, lr, grad_norm)
             if done % s.checkpoint_period == 0 or done == s.max_iters:
-                if not _all_finite(model):
-                    raise TrainingDiverged(
-                        f"training stopped: parameters became non-finite at iteration {done}; "
-                        + _kept(last_path, last_good)
-                    )
-                if main_proc:
-                    save_checkpoint(
-                        last_path, model=model, cfg=cfg, optimizer=optimizer, scheduler=scheduler,
-                        scaler=scaler, iteration=done,
-                        extra={"sampler_position": done * s.batch_size, "world_size": world},
-                    )
+                _save_last(run, model, solver, done, last_good)
                 last_good = done
             result["iteration"] = done
     finally:
@@ -555,48 +233,149 @@ def _train(cfg, data_dir, out_dir, rank, world, local_rank, resume, device, prog
             bar.close()
         del data_iter
 
-    result["last_checkpoint"] = str(last_path)
-    _finish(model, cfg, out_dir, final_path, result["iteration"], val_dir if evaluate_val else None, device,
-            progress, main_proc, True, result)
-    if world > 1:
-        dist.barrier()
-    return result
 
+def train_step(
+    net: torch.nn.Module,
+    solver: Solver,
+    images: list[torch.Tensor],
+    targets: list[dict[str, Any]],
+    *,
+    world_size: int = 1,
+    iteration: int,
+) -> tuple[dict[str, float], float]:
+    """One update on one batch (this rank's part of it): Eq. 1's loss, backward, clip, step, schedule.
 
-def _finish(model, cfg, out_dir, final_path, iteration, val_dir, device, progress, main_proc, write_final,
-            result) -> None:
-    """The end of a run: ``model_final.pt`` (weights + config) and the evaluation on ``val_dir``."""
-    if not main_proc:
-        return
-    if write_final:
-        save_checkpoint(final_path, model=model, cfg=cfg, iteration=iteration)
-    result["final_checkpoint"] = str(final_path)
-    if val_dir is not None:
-        from cfnet.engine.evaluate import evaluate
-
-        model.eval()
-        metrics = evaluate(  # (the split was checked when the run started)
-            model, val_dir, out_dir / "eval", device=str(device), progress=progress, check_data=False
+    Returns each loss term and their sum (``"loss"``), averaged over the ranks, and the gradient
+    norm before clipping. A non-finite loss raises :class:`TrainingDiverged` before any update; a
+    non-finite gradient norm does too, unless an fp16 GradScaler runs (it skips such steps itself).
+    ``iteration`` (1-based) only names the step in that message.
+    """
+    with solver.autocast():
+        losses = net(images, targets)
+    names = sorted(losses)
+    total = sum(losses[k] for k in names)
+    # One all-reduce gives the cross-rank average for logging and, since a NaN on any rank
+    # poisons the sum, a divergence decision that every rank takes together.
+    values = torch.stack([losses[k].detach().float() for k in names] + [total.detach().float()])
+    vals = all_reduce_mean(values, world_size).tolist()
+    if not all(math.isfinite(v) for v in vals):
+        raise TrainingDiverged(
+            f"training stopped: non-finite loss at iteration {iteration} ({_terms(names, vals)})"
         )
-        (out_dir / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        result["eval"] = metrics
+
+    solver.optimizer.zero_grad(set_to_none=True)
+    solver.scaler.scale(total).backward()
+    solver.scaler.unscale_(solver.optimizer)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(solver.params, solver.max_norm))
+    if not math.isfinite(grad_norm) and not solver.scaler.is_enabled():
+        # (with an fp16 GradScaler an inf gradient is routine: the scaler skips the step)
+        terms = _terms(names, vals)
+        raise TrainingDiverged(
+            f"training stopped: non-finite gradient norm at iteration {iteration} (losses {terms})"
+        )
+    solver.scaler.step(solver.optimizer)
+    solver.scaler.update()
+    solver.scheduler.step()
+    return dict(zip([*names, "loss"], vals)), grad_norm
 
 
-def _final_missing(final_path: Path, iteration: int) -> bool:
-    """True unless ``final_path`` is a readable checkpoint of ``iteration``."""
-    if not final_path.is_file():
-        return True
-    try:
-        return int(read_checkpoint(final_path).get("iteration", -1)) != iteration
-    except CheckpointError:
-        return True
+def _terms(names: list[str], vals: list[float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in zip(names + ["total"], vals))
 
 
-def _older(path: Path, than: Path) -> bool:
-    """True when ``path`` is missing or older than ``than`` (a stale evaluation)."""
-    if not path.is_file():
-        return True
-    return than.is_file() and path.stat().st_mtime_ns < than.stat().st_mtime_ns
+# ----------------------------------------------------------------------------------------------
+# set-up
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the set-up, logging and checkpoint helpers share about one run (on this rank)."""
+
+    cfg: Config
+    out_dir: Path
+    device: torch.device
+    rank: int
+    world_size: int
+    progress: bool
+
+    @property
+    def main_proc(self) -> bool:
+        """Rank 0: the one process that writes files and shows progress."""
+        return self.rank == 0
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / LAST
+
+    @property
+    def final_path(self) -> Path:
+        return self.out_dir / FINAL
+
+
+def _training_state(run: _Run, resume: bool) -> dict | None:
+    """The checkpoint to resume from, or None to start at iteration 0.
+
+    Without ``resume`` a folder that already holds a run is refused rather than overwritten.
+    """
+    last_path = run.last_path
+    if resume:
+        if last_path.is_file():
+            ckpt = read_checkpoint(last_path)
+            _check_training_state(ckpt, last_path)
+            _check_resume_config(run.cfg, ckpt, last_path, run.main_proc)
+            return ckpt
+        if run.main_proc:
+            print(f"--resume: {last_path} does not exist yet; starting from iteration 0", file=sys.stderr)
+        return None
+    if last_path.exists():
+        raise FileExistsError(
+            f"{run.out_dir} already holds a run ({last_path}); pass --resume to continue it, or choose "
+            "another --out"
+        )
+    return None
+
+
+def _restore(solver: Solver, ckpt: dict) -> int:
+    """Put the optimiser, schedule, scaler and RNGs back as ``ckpt`` saved them; returns its iteration."""
+    solver.optimizer.load_state_dict(ckpt["optimizer"])
+    solver.scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt.get("scaler") and solver.scaler.is_enabled():
+        solver.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    return int(ckpt["iteration"])
+
+
+def _training_set(run: _Run, train_dir: Path, eval_dir: Path | None, categories: Categories,
+                  check_data: bool) -> PanopticDataset:  # fmt: skip
+    """The training split with its augmentation; with ``check_data`` a bad item (of it or of the
+    split evaluated at the end) is found now, not when the sampler first draws it."""
+    transforms = build_transforms(run.cfg, train=True)
+    dataset = PanopticDataset(train_dir, categories=categories, transforms=transforms)
+    if len(dataset) == 0:
+        raise FileNotFoundError(f"--data {train_dir}: the split holds no images")
+    if check_data:
+        progress = run.progress and run.main_proc
+        dataset.check_files(progress=progress)
+        if eval_dir is not None:
+            PanopticDataset(eval_dir, categories=categories).check_files(progress=progress)
+    return dataset
+
+
+def _loader(run: _Run, dataset: PanopticDataset, start_iter: int) -> DataLoader:
+    """This rank's endless share of the data stream, from ``start_iter`` on."""
+    s = run.cfg.solver
+    sampler = InfiniteShardSampler(
+        len(dataset), seed=run.cfg.seed, total_batch=s.batch_size, rank=run.rank, world_size=run.world_size,
+        start_iter=start_iter,
+    )  # fmt: skip
+    return DataLoader(
+        SeededSamples(dataset, run.cfg.seed),
+        batch_size=sampler.per_rank,
+        sampler=sampler,
+        num_workers=run.cfg.data.num_workers,
+        collate_fn=collate,
+        pin_memory=run.device.type == "cuda",
+    )
 
 
 def _check_training_state(ckpt: dict, path: Path) -> None:
@@ -607,27 +386,6 @@ def _check_training_state(ckpt: dict, path: Path) -> None:
             "it is a final or exported checkpoint, not a training state, so the run cannot continue from it; "
             "start a new run with another --out"
         )
-
-
-def _kept(last_path: Path, last_good: int | None) -> str:
-    if last_good is None:
-        return "no checkpoint had been written yet"
-    return f"the last good checkpoint {last_path} (iteration {last_good}) was kept"
-
-
-def _trim_metrics(path: Path, keep_upto: int | None) -> None:
-    """Fresh run: empty the log. Resume at i: drop records after i (they belong to the lost tail)."""
-    if keep_upto is None or not path.is_file():
-        path.write_text("")
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("iteration", 0) <= keep_upto:
-                kept.append(line)
-        except json.JSONDecodeError:
-            continue
-    path.write_text("".join(line + "\n" for line in kept))
 
 
 def _check_resume_config(cfg: Config, ckpt: dict, path: Path, main_proc: bool) -> None:
@@ -648,6 +406,160 @@ def _check_resume_config(cfg: Config, ckpt: dict, path: Path, main_proc: bool) -
     if other and main_proc:
         print(f"--resume: config differs from {path} in {', '.join(other)} (new values used)",
               file=sys.stderr)
+
+
+def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        full = prefix + k
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _config_diff(va, vb, full + ".")
+        elif va != vb:
+            keys.append(full)
+    return keys
+
+
+# ----------------------------------------------------------------------------------------------
+# logging and checkpoints
+
+
+class _MetricsLog:
+    """Sums over one ``log_period``, written as one averaged ``metrics.jsonl`` record.
+
+    ``path`` and ``callback`` are None on the ranks other than 0, which only average.
+    """
+
+    def __init__(self, path: Path | None, callback: Callable[[dict[str, Any]], None] | None, max_iters: int):
+        self.path, self.callback, self.max_iters = path, callback, max_iters
+        self.start = time.perf_counter()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.n, self.seconds, self.data_seconds = 0, 0.0, 0.0
+
+    def add(self, losses: dict[str, float], seconds: float, data_seconds: float) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+        self.seconds += seconds
+        self.data_seconds += data_seconds
+
+    def write(self, iteration: int, lr: float, grad_norm: float) -> dict[str, Any]:
+        sec = self.seconds / self.n
+        record = {
+            "iteration": iteration,
+            "lr": lr,
+            **{k: v / self.n for k, v in self.sums.items()},
+            "grad_norm": grad_norm,
+            "time": sec,
+            "data_time": self.data_seconds / self.n,
+            "elapsed": time.perf_counter() - self.start,
+            "eta_seconds": sec * (self.max_iters - iteration),
+        }
+        self._reset()
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.callback is not None:
+            self.callback(record)
+        return record
+
+
+def _trim_metrics(path: Path, keep_upto: int | None) -> None:
+    """Fresh run: empty the log. Resume at i: drop records after i (they belong to the lost tail)."""
+    if keep_upto is None or not path.is_file():
+        path.write_text("")
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iteration", 0) <= keep_upto:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _save_last(run: _Run, model: torch.nn.Module, solver: Solver, iteration: int,
+               last_good: int | None) -> None:  # fmt: skip
+    """``last.pt`` at ``iteration`` (rank 0), unless the weights are no longer finite."""
+    if not _all_finite(model):
+        raise TrainingDiverged(
+            f"training stopped: parameters became non-finite at iteration {iteration}; "
+            + _kept(run.last_path, last_good)
+        )
+    if run.main_proc:
+        save_checkpoint(
+            run.last_path, model=model, cfg=run.cfg, optimizer=solver.optimizer, scheduler=solver.scheduler,
+            scaler=solver.scaler, iteration=iteration,
+            extra={"sampler_position": iteration * run.cfg.solver.batch_size, "world_size": run.world_size},
+        )  # fmt: skip
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def _kept(last_path: Path, last_good: int | None) -> str:
+    if last_good is None:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint {last_path} (iteration {last_good}) was kept"
+
+
+def _finish(run: _Run, model: torch.nn.Module, iteration: int, eval_dir: Path | None, write_final: bool,
+            result: dict[str, Any]) -> None:  # fmt: skip
+    """The end of a run: ``model_final.pt`` (weights + config) and the evaluation on ``eval_dir``."""
+    if not run.main_proc:
+        return
+    if write_final:
+        save_checkpoint(run.final_path, model=model, cfg=run.cfg, iteration=iteration)
+    result["final_checkpoint"] = str(run.final_path)
+    if eval_dir is not None:
+        model.eval()
+        metrics = evaluate(  # (the split was checked when the run started)
+            model, eval_dir, run.out_dir / "eval", device=str(run.device), progress=run.progress,
+            check_data=False,
+        )  # fmt: skip
+        (run.out_dir / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        result["eval"] = metrics
+
+
+def _catch_up(run: _Run, model: torch.nn.Module, iteration: int, eval_dir: Path | None,
+              result: dict[str, Any]) -> None:  # fmt: skip
+    """A run resumed at ``solver.max_iters``: write what a crash after its last ``last.pt`` may have
+    cost (``model_final.pt``, the final evaluation), and nothing else."""
+    write_final = _final_missing(run.final_path, iteration)
+    stale_eval = write_final or _older(run.out_dir / "eval.json", run.final_path)
+    run_eval = eval_dir is not None and stale_eval
+    if run.main_proc:
+        where = f"{run.last_path} is at iteration {iteration} >= solver.max_iters {run.cfg.solver.max_iters}"
+        if write_final or run_eval:
+            todo = [run.final_path.name] if write_final else []
+            todo += ["the final evaluation"] if run_eval else []
+            print(f"{where}: training is done; writing what the run is missing: {' and '.join(todo)}")
+        else:
+            print(f"{where}: done already")
+    if write_final or run_eval:
+        _finish(run, model, iteration, eval_dir if run_eval else None, write_final, result)
+
+
+def _final_missing(final_path: Path, iteration: int) -> bool:
+    """True unless ``final_path`` is a readable checkpoint of ``iteration``."""
+    if not final_path.is_file():
+        return True
+    try:
+        return int(read_checkpoint(final_path).get("iteration", -1)) != iteration
+    except CheckpointError:
+        return True
+
+
+def _older(path: Path, than: Path) -> bool:
+    """True when ``path`` is missing or older than ``than`` (a stale evaluation)."""
+    if not path.is_file():
+        return True
+    return than.is_file() and path.stat().st_mtime_ns < than.stat().st_mtime_ns
 
 
 # ----------------------------------------------------------------------------------------------
@@ -683,7 +595,7 @@ def main(args: argparse.Namespace) -> int:
             progress=not args.no_progress, evaluate_val=not args.no_eval, check_data=not args.no_check_data,
         )
     except TrainingDiverged as e:
-        if _dist_env()[0] == 0:
+        if dist_env().rank == 0:
             print(f"cfnet train: {e}", file=sys.stderr)
         return 1
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
@@ -692,10 +604,8 @@ def main(args: argparse.Namespace) -> int:
     except OSError as e:  # disk full, read-only run folder, ...: one line (the last good last.pt is kept)
         print(f"cfnet train: {e}", file=sys.stderr)
         return 1
-    if _dist_env()[0] == 0:
+    if dist_env().rank == 0:
         print(f"done: iteration {result['iteration']}, checkpoints in {result['out_dir']}")
         if result["eval"]:
-            from cfnet.engine.evaluate import format_table
-
             print(format_table(result["eval"]))
     return 0
