@@ -1,28 +1,13 @@
 """Training and evaluation engine: ``cfnet train`` / ``eval`` / ``predict`` and their functions.
 
-    from cfnet.engine import train, evaluate, predict_images
+    from cfnet.engine.train import train
+    from cfnet.engine.evaluate import evaluate
+    from cfnet.engine.predict import predict_images
     result = train(cfg, "data/shapes", "runs/tiny", callback=print)
     metrics = evaluate(model, "data/shapes/val", "runs/tiny/eval")
 
-Imports are lazy so that ``import cfnet.engine`` stays cheap.
+The functions live in the submodules of the same names (``train``, ``evaluate``, ``predict``,
+``export``) beside the pieces training is built from (``runtime``, ``solver``); this package
+imports none of them, so ``import cfnet.engine`` stays cheap. (Re-exporting ``train`` and
+``evaluate`` here would shadow the submodules of those names.)
 """
-
-from __future__ import annotations
-
-__all__ = ["train", "evaluate", "predict_images", "TrainingDiverged", "format_table"]
-
-_WHERE = {
-    "train": "cfnet.engine.train",
-    "TrainingDiverged": "cfnet.engine.train",
-    "evaluate": "cfnet.engine.evaluate",
-    "format_table": "cfnet.engine.evaluate",
-    "predict_images": "cfnet.engine.predict",
-}
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'cfnet.engine' has no attribute {name!r}")
