@@ -19,6 +19,7 @@ from cfnet.modules.chunked import (
     MAX_CHUNK_BYTES,
     check_global_size,
     chunked_softmax_aggregate,
+    fused_dot_attention,
     query_chunk_size,
     use_dense,
 )
@@ -144,8 +145,19 @@ def _modules(channels: int):
     yield "nonlocal", _randomised(NonLocalBlock(channels))
 
 
+@pytest.fixture(params=["fused", "blocks"])
+def nonlocal_path(request, monkeypatch) -> str:
+    """Above the dense budget the non-local block uses SDPA's fused kernel, or query blocks where
+    none applies: "blocks" takes that fallback on every map. (SCM always uses blocks.)"""
+    if request.param == "blocks":
+        monkeypatch.setattr(baselines, "fused_dot_attention", lambda q, k, v: None)
+    return request.param
+
+
 @pytest.mark.parametrize(("batch", "height", "width", "chunk"), [(1, 6, 6, 5), (2, 5, 8, 7), (1, 9, 4, 35)])
-def test_modules_in_blocks_match_dense_forward_and_backward(batch, height, width, chunk):
+def test_modules_above_the_budget_match_dense_forward_and_backward(
+    nonlocal_path, batch, height, width, chunk
+):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 6, height, width, generator=gen)
     upstream = torch.randn(batch, 6, height, width, generator=gen)
@@ -166,7 +178,7 @@ def test_modules_in_blocks_match_dense_forward_and_backward(batch, height, width
         assert grads_c[0].abs().max() > 0, name
 
 
-def test_modules_in_blocks_match_dense_under_cpu_autocast():
+def test_modules_above_the_budget_match_dense_under_cpu_autocast(nonlocal_path):
     # Training on CUDA runs under bf16 autocast: backward recomputes each block's weights under
     # forward's autocast state, and sums the blocks' gradients in float32.
     gen = torch.Generator().manual_seed(2)
@@ -187,41 +199,73 @@ def test_modules_in_blocks_match_dense_under_cpu_autocast():
             assert_rel_close(got, want, rel=3e-2, scale=1e-2 * scale)
 
 
-def _spy_on_blocks(monkeypatch) -> list[int]:
-    """Record the block size of every chunked aggregation the modules run."""
-    calls: list[int] = []
+def _spy_on_paths(monkeypatch) -> list[str]:
+    """Record which bounded-memory path every aggregation above the dense budget takes."""
+    calls: list[str] = []
 
-    def spy(score, queries, keys, values, chunk):
-        calls.append(chunk)
+    def blocks(score, queries, keys, values, chunk):
+        calls.append(f"blocks of {chunk}")
         return chunked_softmax_aggregate(score, queries, keys, values, chunk)
 
-    monkeypatch.setattr(scm, "chunked_softmax_aggregate", spy)
-    monkeypatch.setattr(baselines, "chunked_softmax_aggregate", spy)
+    def fused(q, k, v):
+        calls.append("fused")
+        return fused_dot_attention(q, k, v)
+
+    monkeypatch.setattr(scm, "chunked_softmax_aggregate", blocks)
+    monkeypatch.setattr(baselines, "chunked_softmax_aggregate", blocks)
+    monkeypatch.setattr(baselines, "fused_dot_attention", fused)
     return calls
 
 
 def test_size_switch_dense_while_the_weights_fit_one_block(monkeypatch):
-    calls = _spy_on_blocks(monkeypatch)
+    calls = _spy_on_paths(monkeypatch)
     batch, height, width = 2, 6, 7
     whole = _chunk_bytes(batch, 42, 42)  # B·(HW)² float32 weights
     x = torch.randn(batch, 4, height, width)
-    for _, module in _modules(4):
+    for name, module in _modules(4):
+        bounded = "blocks of 41" if name == "scm" else "fused"
         module.max_chunk_bytes = whole
         module(x)  # the weights fit one block: dense
         assert calls == []
         module.max_chunk_bytes = whole - 1  # one byte less: blocks of 41 queries
         module(x)
-        assert calls == [41]
+        assert calls == [bounded]
         calls.clear()
-        # A map larger than max_global_positions also goes in blocks, whatever the budget.
+        # A map larger than max_global_positions is not dense either, whatever the budget.
         module.max_chunk_bytes = MAX_CHUNK_BYTES
         if isinstance(module, NonLocalBlock):
             module.max_positions = 41
         else:
             module.max_global_positions = 41
         module(x)
-        assert calls == [42]
+        assert calls == ["blocks of 42" if name == "scm" else "fused"]
         calls.clear()
+
+
+def test_nonlocal_falls_back_to_blocks_where_no_fused_kernel_applies(monkeypatch):
+    calls = _spy_on_paths(monkeypatch)
+    module = _randomised(NonLocalBlock(4))
+    module.max_chunk_bytes = _chunk_bytes(1, 30, 8)
+    x = torch.randn(1, 4, 5, 6)
+    want = module(x)
+    assert calls == ["fused"]
+    calls.clear()
+    # No fused kernel for these inputs (SDPA refuses: "No available kernel"): the blocks run.
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", _no_kernel)
+    assert_rel_close(module(x), want)
+    assert calls == ["fused", "blocks of 8"]
+    # Any other error is not swallowed.
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", _broken)
+    with pytest.raises(RuntimeError, match="broken"):
+        module(x)
+
+
+def _no_kernel(*args, **kwargs):
+    raise RuntimeError("No available kernel.  Aborting execution.")
+
+
+def _broken(*args, **kwargs):
+    raise RuntimeError("broken")
 
 
 def test_default_budget_at_p2_of_an_800x1333_image():
@@ -238,7 +282,7 @@ def test_default_budget_at_p2_of_an_800x1333_image():
 
 
 @pytest.mark.parametrize("kind", ["scm", "nonlocal"])
-def test_blocks_never_build_an_hw_by_hw_tensor(kind):
+def test_bounded_paths_never_build_an_hw_by_hw_tensor(nonlocal_path, kind):
     batch, height, width, chunk = 1, 24, 20, 37
     positions = height * width
     module = dict(_modules(4))[kind]
@@ -250,7 +294,10 @@ def test_blocks_never_build_an_hw_by_hw_tensor(kind):
     assert x.grad is not None and x.grad.abs().max() > 0
     biggest = max(rec.sizes, key=lambda s: s[1])
     assert biggest[1] <= batch * chunk * positions, biggest  # one block of weights, never (HW)²
-    assert sum(1 for _, n in rec.sizes if n == batch * chunk * positions) >= 4  # blocks were built
+    if kind == "scm" or nonlocal_path == "blocks":
+        assert sum(1 for _, n in rec.sizes if n == batch * chunk * positions) >= 4  # blocks were built
+    else:  # SDPA's fused kernel: nothing of size HW × anything large
+        assert biggest[1] <= positions * 4 * 2, biggest
 
 
 def test_refuses_only_when_one_query_row_does_not_fit():

@@ -5,8 +5,9 @@
   default) and a zero-initialised output projection W_z (the paper zero-initialises the BN
   after W_z; without BN we zero W_z itself), so the block starts as the identity. No
   sub-sampling of φ/g. Like global SCM it is O((HW)²) in time; maps whose (HW)² weights exceed
-  :data:`~cfnet.modules.chunked.MAX_CHUNK_BYTES` (or ``max_positions``) are aggregated a block
-  of query pixels at a time in bounded memory (:mod:`cfnet.modules.chunked`).
+  :data:`~cfnet.modules.chunked.MAX_CHUNK_BYTES` (or ``max_positions``) are aggregated in
+  bounded memory by a fused ``scaled_dot_product_attention`` kernel (scale 1), or where none
+  applies a block of query pixels at a time (:mod:`cfnet.modules.chunked`).
 - :class:`AddCoords` — "coords" of Table 6: CoordConv as SOLOv2 uses it, two channels
   ``x`` then ``y`` (``linspace(-1, 1)`` along width and height) concatenated after the
   features.
@@ -30,6 +31,7 @@ from cfnet.modules.chunked import (
     MAX_CHUNK_BYTES,
     check_global_size,
     chunked_softmax_aggregate,
+    fused_dot_attention,
     query_chunk_size,
     use_dense,
 )
@@ -42,10 +44,11 @@ class NonLocalBlock(nn.Module):
 
     ``max_positions`` is the largest H·W aggregated with all (HW)² weights at once (the dense
     path; the config's ``max_global_positions``); larger maps, and maps whose weights exceed
-    ``max_chunk_bytes``, go a block of query pixels at a time. Before query blocks existed it was
-    the largest map accepted at all. ``max_chunk_bytes`` (default
-    :data:`~cfnet.modules.chunked.MAX_CHUNK_BYTES`) bounds one block of weights; ``None`` means
-    dense only, refusing maps above ``max_positions``, as before query blocks (for comparisons).
+    ``max_chunk_bytes``, go through a fused attention kernel or, where none applies, a block of
+    query pixels at a time. Before that existed it was the largest map accepted at all.
+    ``max_chunk_bytes`` (default :data:`~cfnet.modules.chunked.MAX_CHUNK_BYTES`) bounds one
+    block of weights; ``None`` means dense only, refusing maps above ``max_positions``, as
+    before (for comparisons).
     """
 
     def __init__(
@@ -97,9 +100,13 @@ class NonLocalBlock(nn.Module):
         if use_dense(batch, positions, size, self.max_positions, self.max_chunk_bytes):
             attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (B, HW, HW): f(x_i, x_j) / C(x)
             y = torch.bmm(attn, v)
-        else:  # the same, a block of queries at a time: f(x_i, x_j) = θ(x_i)ᵀφ(x_j)
-            chunk = query_chunk_size(batch, positions, size, self.max_chunk_bytes)
-            y = chunked_softmax_aggregate(_dot_scores, (q,), (k,), v, chunk)
+        else:
+            # Bounded memory: PyTorch's fused attention was 1.9x faster than query blocks on CPU
+            # (docs/bench_modules.md); the blocks remain for devices/dtypes it does not cover.
+            y = fused_dot_attention(q, k.transpose(1, 2), v)
+            if y is None:  # f(x_i, x_j) = θ(x_i)ᵀφ(x_j), a block of queries at a time
+                chunk = query_chunk_size(batch, positions, size, self.max_chunk_bytes)
+                y = chunked_softmax_aggregate(_dot_scores, (q,), (k,), v, chunk)
         y = y.transpose(1, 2).reshape(batch, self.inter_channels, height, width)
         return x + self.out(y)
 

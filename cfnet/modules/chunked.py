@@ -34,11 +34,14 @@ per pair instead of one; on this project's CPU it was 1.7× slower than these bl
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 __all__ = [
     "MAX_CHUNK_BYTES",
@@ -46,6 +49,7 @@ __all__ = [
     "use_dense",
     "check_global_size",
     "chunked_softmax_aggregate",
+    "fused_dot_attention",
 ]
 
 MAX_CHUNK_BYTES = 128 * 2**20
@@ -145,6 +149,33 @@ def chunked_softmax_aggregate(
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     return _ChunkedSoftmaxAggregate.apply(score, chunk, len(queries), values, *queries, *keys)
+
+
+# SDPA's kernels that never build the whole weights (on CPU, FLASH_ATTENTION is its blocked CPU
+# kernel); its MATH fallback would build them, so it is never allowed here.
+_FUSED_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+
+
+def fused_dot_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
+    """``softmax(q kᵀ) v`` (no scaling) with a fused SDPA kernel, or ``None`` where none applies.
+
+    ``q (B, Q, d)``, ``k (B, K, d)``, ``v (B, K, d)`` → ``(B, Q, d)``. The fused kernels work on
+    blocks in fast memory and save only the log-sum-exp per query for backward, so memory is
+    O(B·(Q+K)·d). ``None`` (no fused kernel for these dtypes, shapes or this device) lets the
+    caller use :func:`chunked_softmax_aggregate` instead.
+    """
+    try:
+        # "kernel not used because …" warnings only explain the fallback the caller takes.
+        with sdpa_kernel(_FUSED_BACKENDS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = F.scaled_dot_product_attention(
+                q.contiguous()[:, None], k.contiguous()[:, None], v.contiguous()[:, None], scale=1.0
+            )
+    except RuntimeError as e:
+        if "No available kernel" not in str(e):
+            raise
+        return None
+    return out[:, 0]
 
 
 def _blocks(num: int, chunk: int):
