@@ -89,11 +89,14 @@ def test_bench_modules_global_section_dense_against_blocks(tmp_path, capsys):
     assert all(r["status"] == "ok" and len(r["times_ms"]) == 1 for r in report["results"])
     for name in ("scm-global", "attention"):
         assert notes[(name, 6)] == notes[(f"{name}-dense", 6)] == notes[(f"{name}-dense", 12)] == "dense"
-        assert notes[(name, 12)] == "blocks of 8 queries"
+    assert notes[("scm-global", 12)] == "blocks of 8 queries"
+    assert notes[("attention", 12)] == "fused SDPA kernel"  # the CPU has one
+    for name in ("scm-global", "attention"):
         # The blocks' estimate: 4 blocks of 8×192 floats instead of 4 × 192² for dense.
         dense, blocks = (estimate_bytes(n, 1, 8, 12, 16, 4, 8 * 192 * 4) for n in (f"{name}-dense", name))
         assert dense - blocks == 4 * 4 * (192 - 8) * 192
     assert "| scm-global | 12×16 |" in printed and "blocks of 8 queries |" in printed
+    assert "peak memory (MiB)" in printed
 
 
 def test_bench_modules_rejects_bad_warmup_and_budget(capsys):

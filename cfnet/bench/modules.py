@@ -4,8 +4,9 @@ Modules (``--modules``; the first four are the default):
 
 - ``scm-axial``, ``scm-global``, ``attention``, ``icm``: the modules as the model builds them,
   with their default limits. Global SCM (Eq. 8) and the non-local block build all (HW)² softmax
-  weights at once while they fit one block of ``MAX_CHUNK_BYTES`` (128 MiB), and go a block of
-  query pixels at a time above it (:mod:`cfnet.modules.chunked`); the note says which.
+  weights at once while they fit one block of ``MAX_CHUNK_BYTES`` (128 MiB); above it global
+  SCM goes a block of query pixels at a time (:mod:`cfnet.modules.chunked`) and the non-local
+  block uses SDPA's fused kernel (blocks where the device has none); the note says which.
 - ``scm-global-dense``, ``attention-dense``: the same modules with ``max_chunk_bytes=None``,
   the dense implementation from before query blocks, with their position limits raised to the
   map size: the reference the blocks are compared with, where it fits.
@@ -63,7 +64,7 @@ import time
 from typing import Any
 
 from cfnet.config import CorrelationConfig, SemanticConfig
-from cfnet.modules.chunked import MAX_CHUNK_BYTES, query_chunk_size, use_dense
+from cfnet.modules.chunked import MAX_CHUNK_BYTES, fused_dot_attention, query_chunk_size, use_dense
 
 _HIDDEN = CorrelationConfig.hidden_channels  # the config's θ predictor width
 
@@ -215,12 +216,18 @@ def global_chunk(
     return query_chunk_size(batch, hw, BYTES_PER_ELEMENT, max_chunk_bytes)
 
 
-def _path_note(name: str, batch: int, height: int, width: int, max_chunk_bytes: int) -> str:
-    """How a global module aggregates on this map, for the table's note."""
+def _path_note(name: str, batch: int, height: int, width: int, max_chunk_bytes: int, fused: bool) -> str:
+    """How a global module aggregates on this map, for the table's note.
+
+    ``fused``: whether SDPA has a fused kernel on the device, which the non-local block then uses
+    instead of blocks (:class:`~cfnet.modules.NonLocalBlock`).
+    """
     if name not in QUADRATIC:
         return ""
     chunk = global_chunk(name, batch, height, width, max_chunk_bytes)
-    return "dense" if chunk == height * width else f"blocks of {chunk} queries"
+    if chunk == height * width:
+        return "dense"
+    return "fused SDPA kernel" if name == "attention" and fused else f"blocks of {chunk} queries"
 
 
 def _load_average() -> list[float] | None:
@@ -306,7 +313,13 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         if i >= spec["warmup"]:
             times.append(elapsed * 1000)
     peak = (torch.cuda.max_memory_allocated(device) if cuda else _max_rss_bytes()) - base
-    return {"params": params, "times_ms": times, "peak_memory_bytes": max(int(peak), 0)}
+    tiny = torch.zeros(1, 2, 8, device=device)
+    return {
+        "params": params,
+        "times_ms": times,
+        "peak_memory_bytes": max(int(peak), 0),
+        "fused": fused_dot_attention(tiny, tiny, tiny) is not None,
+    }
 
 
 def _worker(conn, spec: dict[str, Any]) -> None:
@@ -418,7 +431,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time_ms=round(statistics.median(res["times_ms"]), 3),
                 times_ms=[round(t, 3) for t in res["times_ms"]],
                 peak_memory_mb=round(res["peak_memory_bytes"] / 2**20, 1),
-                note=_path_note(name, args.batch, h, w, args.max_chunk_bytes),
+                note=_path_note(name, args.batch, h, w, args.max_chunk_bytes, res["fused"]),
             )
         results.append(row)
 
@@ -459,7 +472,7 @@ def _fmt_gb(nbytes: float) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table of the report's results."""
     lines = [
-        "| module | H×W | params | fwd+bwd (ms, median) | peak memory (MB) | note |",
+        "| module | H×W | params | fwd+bwd (ms, median) | peak memory (MiB) | note |",
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     for r in report["results"]:
