@@ -273,12 +273,12 @@ def test_default_budget_at_p2_of_an_800x1333_image():
     positions = 200 * 336
     assert not use_dense(1, positions, 4, 16384, MAX_CHUNK_BYTES)
     chunk = query_chunk_size(1, positions, 4)
-    assert chunk == MAX_CHUNK_BYTES // (positions * 4) == 499
-    assert chunk * positions * 4 <= MAX_CHUNK_BYTES < 2**30  # a block: < 1 GiB, not 72 GB
-    # Small maps stay dense: 64×64 at batch 1 is 64 MiB of weights.
-    assert use_dense(1, 64 * 64, 4, 16384, MAX_CHUNK_BYTES)
-    assert not use_dense(2, 64 * 65, 4, 16384, MAX_CHUNK_BYTES)
-    assert use_dense(2, 64 * 65, 4, 16384, None)  # None: dense only
+    assert chunk == MAX_CHUNK_BYTES // (positions * 4) == 124
+    assert chunk * positions * 4 <= MAX_CHUNK_BYTES == 32 * 2**20  # a block: 32 MiB, not 72 GB
+    # Small maps stay dense: 32×32 at batch 2 is 8 MiB of weights, 64×64 at batch 1 is 64 MiB.
+    assert use_dense(2, 32 * 32, 4, 16384, MAX_CHUNK_BYTES)
+    assert not use_dense(1, 64 * 64, 4, 16384, MAX_CHUNK_BYTES)
+    assert use_dense(1, 64 * 64, 4, 16384, None)  # None: dense only
 
 
 @pytest.mark.parametrize("kind", ["scm", "nonlocal"])

@@ -4,7 +4,7 @@ Modules (``--modules``; the first four are the default):
 
 - ``scm-axial``, ``scm-global``, ``attention``, ``icm``: the modules as the model builds them,
   with their default limits. Global SCM (Eq. 8) and the non-local block build all (HW)² softmax
-  weights at once while they fit one block of ``MAX_CHUNK_BYTES`` (128 MiB); above it global
+  weights at once while they fit one block of ``MAX_CHUNK_BYTES`` (32 MiB); above it global
   SCM goes a block of query pixels at a time (:mod:`cfnet.modules.chunked`) and the non-local
   block uses SDPA's fused kernel (blocks where the device has none); the note says which.
 - ``scm-global-dense``, ``attention-dense``: the same modules with ``max_chunk_bytes=None``,

@@ -25,11 +25,17 @@ training as well as inference. The block size comes from a byte budget,
 The result equals the dense computation up to float rounding (tested to 1e-5 relative in
 float32, forward and backward); double backward is not supported.
 
-Why not ``torch.nn.functional.scaled_dot_product_attention``: for SCM it needs the 121-dim
-form of cor_2d (c_hor(u) ⊗ c_ver(u) against B_x(v_x) ⊗ B_y(v_y)), which exists only for
-correlation functions linear in a fixed basis (not ``gaussian``) and costs 121 multiply-adds
-per pair instead of one; on this project's CPU it was 1.7× slower than these blocks at
-100×167 (docs/bench_modules.md) and differs from the dense result by rounding (~4e-6).
+Blocks or ``torch.nn.functional.scaled_dot_product_attention`` (SDPA, whose fused kernels do
+the same in fast memory; scripts/bench_global_sdpa.py, numbers in docs/bench_modules.md):
+
+- SCM uses the blocks. SDPA needs the 121-dim form of cor_2d (c(θ_u^ver) ⊗ c(θ_u^hor) against
+  B_y(v_y) ⊗ B_x(v_x), Eq. 5's linear form), which exists only for correlation functions
+  linear in a fixed basis (not ``gaussian``), zero-padded to the value width C because the
+  fused CPU kernel wants one head dim: C multiply-adds per pair where the blocks spend one. On
+  this project's CPU it was 7–15 % slower than the blocks at 100×167.
+- The non-local block uses SDPA (:func:`fused_dot_attention`): 1.8× faster than the blocks
+  on CPU, ~1e-6 from the dense result; the blocks remain its fallback where no fused kernel
+  applies.
 """
 
 from __future__ import annotations
@@ -52,12 +58,15 @@ __all__ = [
     "fused_dot_attention",
 ]
 
-MAX_CHUNK_BYTES = 128 * 2**20
-"""Bytes of one block of softmax weights, ``B·chunk·K·element_size`` (128 MiB).
+MAX_CHUNK_BYTES = 32 * 2**20
+"""Bytes of one block of softmax weights, ``B·chunk·K·element_size`` (32 MiB).
 
 Forward holds two blocks at a time (scores, weights) and backward about four (scores,
-weights, their gradient, the score backward's temporary), so the blocks add ~0.5 GiB to the
-O(B·K·C) tensors. Larger blocks were not faster on CPU (docs/bench_modules.md)."""
+weights, their gradient, the softmax backward's output), so the blocks add ~128 MiB to the
+O(B·K·C) tensors. Why 32 MiB: on CPU it was the fastest of 8–128 MiB (global SCM at 100×167,
+docs/bench_modules.md), 27 % faster than 128 MiB. glibc's malloc serves requests below its
+mmap threshold (which adapts up to 32 MiB) from the heap and reuses that memory block after
+block, while each larger block is a fresh mmap whose pages are faulted in and zeroed again."""
 
 Score = Callable[[tuple[Tensor, ...], tuple[Tensor, ...]], Tensor]
 """``score(query_block, keys) -> (B, n, K)``: scores of the n queries of the block against all K
