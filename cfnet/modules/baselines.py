@@ -101,7 +101,7 @@ class NonLocalBlock(nn.Module):
             attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (B, HW, HW): f(x_i, x_j) / C(x)
             y = torch.bmm(attn, v)
         else:
-            # Bounded memory: PyTorch's fused attention was 1.8x faster than query blocks on CPU
+            # Bounded memory: PyTorch's fused attention was 1.5x faster than query blocks on CPU
             # (docs/bench_modules.md); the blocks remain for devices/dtypes it does not cover.
             y = fused_dot_attention(q, k.transpose(1, 2), v)
             if y is None:  # f(x_i, x_j) = θ(x_i)ᵀφ(x_j), a block of queries at a time

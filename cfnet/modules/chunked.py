@@ -7,9 +7,9 @@ u of a map with K = H·W positions,
 
 with the score s(u, v) = cor_2d(u, v) = G(θ_u^hor, v_x)·G(θ_u^ver, v_y) (Eq. 6) for SCM and
 s(u, v) = θ(x_u)ᵀφ(x_v) for the non-local block. Built whole, the weights are a B·K×K
-tensor: 72 GB at P2 of an 800×1333 image (200×336 positions), and autograd keeps it (and
-its gradient) for backward. Each row of the softmax only needs its own scores, so the rows
-can be computed a block of queries at a time:
+tensor, 18 GB at P2 of an 800×1333 image (200×336 positions), and autograd keeps it for
+backward, where its gradient and the softmax's join it: about 72 GB. Each row of the
+softmax only needs its own scores, so the rows can be computed a block of queries at a time:
 
 - forward: per block of ``chunk`` queries, scores ``(B, chunk, K)`` → softmax → ``@ f``;
   the block's weights are freed before the next block;
@@ -32,10 +32,10 @@ the same in fast memory; scripts/bench_global_sdpa.py, numbers in docs/bench_mod
   B_y(v_y) ⊗ B_x(v_x), Eq. 5's linear form), which exists only for correlation functions
   linear in a fixed basis (not ``gaussian``), zero-padded to the value width C because the
   fused CPU kernel wants one head dim: C multiply-adds per pair where the blocks spend one. On
-  this project's CPU it was 7–15 % slower than the blocks at 100×167.
-- The non-local block uses SDPA (:func:`fused_dot_attention`): 1.8× faster than the blocks
-  on CPU, ~1e-6 from the dense result; the blocks remain its fallback where no fused kernel
-  applies.
+  this project's CPU it took 12.3 s forward + backward at 100×167 against 7.8 s for the blocks.
+- The non-local block uses SDPA (:func:`fused_dot_attention`): 6.2 s against 9.3 s for the
+  blocks there, ~1e-6 from the dense result; the blocks remain its fallback where no fused
+  kernel applies.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ Modes:
   weights exceed :data:`~cfnet.modules.chunked.MAX_CHUNK_BYTES` (or ``max_global_positions``
   positions) are aggregated a block of query pixels at a time, recomputing each block's
   weights in backward (:mod:`cfnet.modules.chunked`), so memory stays O(B·C·HW) plus a few
-  blocks — P2 of an 800×1333 image (200×336) runs in well under 2 GB where the dense weights
-  alone would take 72 GB. Both paths give the same numbers up to float rounding.
+  blocks — P2 of an 800×1333 image (200×336) runs in ~0.6 GiB where the dense path would
+  need ~72 GB (four 18 GB (HW)² tensors in forward + backward). Both paths give the same
+  numbers up to float rounding.
 
 No temperature or scaling is applied to the correlations before the softmax: the θ amplitudes
 are free to learn the sharpness.
