@@ -64,7 +64,7 @@ MAX_CHUNK_BYTES = 32 * 2**20
 Forward holds two blocks at a time (scores, weights) and backward about four (scores,
 weights, their gradient, the softmax backward's output), so the blocks add ~128 MiB to the
 O(B·K·C) tensors. Why 32 MiB: on CPU it was the fastest of 8–128 MiB (global SCM at 100×167,
-docs/bench_modules.md), 27 % faster than 128 MiB. glibc's malloc serves requests below its
+docs/bench_modules.md), 27 % less time than 128 MiB. glibc's malloc serves requests below its
 mmap threshold (which adapts up to 32 MiB) from the heap and reuses that memory block after
 block, while each larger block is a fresh mmap whose pages are faulted in and zeroed again."""
 
