@@ -78,7 +78,10 @@ class SemanticConfig:
     num_convs: int = 4  # stacked 3x3 GN convs shared across P2-P5 (Table 8 "deeper head": 7)
     channels: int = 128
     loss_weight: float = 0.5  # lambda of Eq. 1
-    max_global_positions: int = 16384  # global SCM / attention refuse larger maps (O((HW)^2))
+    # Global SCM / attention: largest H*W aggregated with all (HW)^2 weights at once (the dense path,
+    # when they also fit cfnet.modules.chunked.MAX_CHUNK_BYTES); larger maps go a block of query
+    # pixels at a time in bounded memory. Before query blocks: the largest map accepted at all.
+    max_global_positions: int = 16384
 
 
 @dataclass

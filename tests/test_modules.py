@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from recording import RecordShapes
 from reference import g_loop
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from cfnet.modules import (
     AddCoords,
@@ -276,28 +276,17 @@ def test_correlation_map_matches_eq6_loop(kind):
     torch.testing.assert_close(m.correlation_map(x, torch.tensor([2, 4])), m.correlation_map(x, (2, 4)))
 
 
-def test_scm_global_refuses_above_limit_with_clear_error():
-    m = SemanticCorrelationModule(2, hidden_channels=2, mode="global", max_global_positions=100)
+def test_scm_global_dense_only_refuses_above_limit_with_clear_error():
+    # max_chunk_bytes=None is the dense-only implementation from before query blocks, with its
+    # refusal; with blocks (the default) larger maps run (tests/test_global_chunked.py).
+    m = SemanticCorrelationModule(
+        2, hidden_channels=2, mode="global", max_global_positions=100, max_chunk_bytes=None
+    )
     assert m(torch.randn(1, 2, 10, 10)).shape == (1, 2, 10, 10)  # at the limit: fine
     with pytest.raises(ValueError) as err:
         m(torch.randn(1, 2, 12, 12))
     msg = str(err.value)
     assert "12x12" in msg and "144" in msg and "100" in msg and "max_global_positions" in msg
-
-
-class _RecordShapes(TorchDispatchMode):
-    """Records the element count of every tensor any op produces (forward and backward)."""
-
-    def __init__(self):
-        super().__init__()
-        self.sizes: list[tuple[str, int]] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in torch.utils._pytree.tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self.sizes.append((str(func), t.numel()))
-        return out
 
 
 def test_axial_scm_never_builds_an_hw_by_hw_tensor():
@@ -306,7 +295,7 @@ def test_axial_scm_never_builds_an_hw_by_hw_tensor():
     torch.manual_seed(0)
     m = SemanticCorrelationModule(2, num_levels=2, hidden_channels=2)
     x = torch.randn(1, 2, height, width, requires_grad=True)
-    rec = _RecordShapes()
+    rec = RecordShapes()
     with rec:
         out = m(x)
         n_forward = len(rec.sizes)
@@ -319,7 +308,7 @@ def test_axial_scm_never_builds_an_hw_by_hw_tensor():
 
     # The recorder does see a quadratic tensor when one exists (global mode, small map).
     g = SemanticCorrelationModule(2, num_levels=2, hidden_channels=2, mode="global")
-    rec = _RecordShapes()
+    rec = RecordShapes()
     with rec:
         g(torch.randn(1, 2, 6, 7)).sum().backward()
     assert max(s for _, s in rec.sizes) >= (6 * 7) ** 2
@@ -430,8 +419,8 @@ def test_nonlocal_block_matches_embedded_gaussian_loop():
     assert m.out_channels == 4 and NonLocalBlock(8).inter_channels == 4
 
 
-def test_nonlocal_block_refuses_large_maps():
-    m = NonLocalBlock(2, max_positions=50)
+def test_nonlocal_block_dense_only_refuses_large_maps():
+    m = NonLocalBlock(2, max_positions=50, max_chunk_bytes=None)
     with pytest.raises(ValueError, match="max_positions=50"):
         m(torch.randn(1, 2, 8, 8))
 

@@ -1,8 +1,23 @@
 """``cfnet bench modules``: time and memory of SCM (axial, global), non-local attention and ICM.
 
+Modules (``--modules``; the first four are the default):
+
+- ``scm-axial``, ``scm-global``, ``attention``, ``icm``: the modules as the model builds them,
+  with their default limits. Global SCM (Eq. 8) and the non-local block build all (HW)² softmax
+  weights at once while they fit one block of ``MAX_CHUNK_BYTES`` (32 MiB); above it global
+  SCM goes a block of query pixels at a time (:mod:`cfnet.modules.chunked`) and the non-local
+  block uses SDPA's fused kernel (blocks where the device has none); the note says which.
+- ``scm-global-dense``, ``attention-dense``: the same modules with ``max_chunk_bytes=None``,
+  the dense implementation from before query blocks, with their position limits raised to the
+  map size: the reference the blocks are compared with, where it fits.
+
+``--max-chunk-bytes`` sets the block budget of ``scm-global`` and ``attention`` (default the
+modules' ``MAX_CHUNK_BYTES``), to compare block sizes.
+
 For every module and map size it runs forward + backward of ``out.sum()`` on a random
-``(batch, channels, H, W)`` input that requires grad (as inside a network), once as warm-up
-and then ``--repeats`` times, and reports the median wall time and the peak memory.
+``(batch, channels, H, W)`` input that requires grad (as inside a network), ``--warmup`` times
+untimed (default once) and then ``--repeats`` times, and reports the median wall time and the
+peak memory.
 
 Memory, and how it is measured:
 
@@ -19,13 +34,16 @@ Memory, and how it is measured:
   touched — tensors, allocator slack, autograd buffers, library workspaces — so it is the
   honest "how much RAM did this take" number; the resolution is a page.
 
-O((HW)²) configurations whose memory estimate exceeds ``--memory-limit-gb`` are not run but
-reported as ``refused (needs ~X GB)`` (the linear-memory modules always run; their estimate is
-recorded too): the O((HW)²) ones (global SCM, non-local block) hold three
-B·(HW)² float tensors at the peak of forward + backward (softmax output, the gradient of the
-softmax output and of the logits; counted at 64×80), and the estimate allows four. The
-global SCM and the non-local block are built with their own size limits raised to the map
-size, so only this estimate refuses.
+O((HW)²)-time configurations (global SCM, non-local block) whose memory estimate exceeds
+``--memory-limit-gb`` are not run but reported as ``refused (needs ~X GB)`` (the other modules
+always run; their estimate is recorded too). The dense path holds three B·(HW)² float tensors
+at the peak of forward + backward (softmax output, the gradient of the softmax output and of
+the logits; counted at 64×80), and the estimate allows four; query blocks hold about four
+blocks of B·chunk·HW floats, and the estimate allows four plus the linear terms.
+
+``--warmup`` sets the untimed runs before the ``--repeats`` timed ones (default 1; the module
+has always run once on a 4×4 map before, so 0 only skips warming the allocator for this size,
+which matters little for the minute-long global runs at P2).
 
 Threads: on a shared, loaded CPU, several OpenMP threads per process oversubscribe the cores
 and times become erratic (4–10× slower, varying run to run); ``--threads 1`` gives stable
@@ -45,12 +63,15 @@ import sys
 import time
 from typing import Any
 
-from cfnet.config import CorrelationConfig
+from cfnet.config import CorrelationConfig, SemanticConfig
+from cfnet.modules.chunked import MAX_CHUNK_BYTES, fused_dot_attention, query_chunk_size, use_dense
 
 _HIDDEN = CorrelationConfig.hidden_channels  # the config's θ predictor width
 
-MODULE_NAMES = ("scm-axial", "scm-global", "attention", "icm")
-QUADRATIC = {"scm-global", "attention"}
+MODULE_NAMES = ("scm-axial", "scm-global", "attention", "icm", "scm-global-dense", "attention-dense")
+DEFAULT_MODULES = MODULE_NAMES[:4]
+QUADRATIC = {"scm-global", "attention", "scm-global-dense", "attention-dense"}  # O((HW)²) time
+DENSE_ONLY = {"scm-global-dense", "attention-dense"}  # max_chunk_bytes=None
 DEFAULT_SIZES = "32x32,64x64,100x167,200x334"
 BYTES_PER_ELEMENT = 4  # float32 throughout
 
@@ -93,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"HxW map sizes (default {DEFAULT_SIZES})")
     parser.add_argument("--channels", type=int, default=256, help="feature channels C (default 256)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before them (default 1)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
@@ -103,7 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse O((HW)^2) runs whose memory estimate exceeds this (default 8)",
     )
     parser.add_argument(
-        "--modules", default=",".join(MODULE_NAMES), help=f"subset of {','.join(MODULE_NAMES)}"
+        "--modules",
+        default=",".join(DEFAULT_MODULES),
+        help=f"subset of {','.join(MODULE_NAMES)} (default {','.join(DEFAULT_MODULES)})",
     )
     parser.add_argument(
         "--hidden-channels",
@@ -114,10 +138,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (default 0: torch's default)"
     )
+    parser.add_argument(
+        "--max-chunk-bytes",
+        type=int,
+        default=MAX_CHUNK_BYTES,
+        help=f"block budget of scm-global and attention (default {MAX_CHUNK_BYTES}, the modules')",
+    )
 
 
 # ------------------------------------------------------------------ modules and estimates
-def build_module(name: str, channels: int, height: int, width: int, hidden_channels: int = _HIDDEN):
+def build_module(
+    name: str,
+    channels: int,
+    height: int,
+    width: int,
+    hidden_channels: int = _HIDDEN,
+    max_chunk_bytes: int = MAX_CHUNK_BYTES,
+):
     from cfnet.modules import InstanceCorrelationModule, NonLocalBlock, SemanticCorrelationModule
 
     positions = height * width
@@ -125,13 +162,20 @@ def build_module(name: str, channels: int, height: int, width: int, hidden_chann
         return SemanticCorrelationModule(channels, mode="axial", hidden_channels=hidden_channels)
     if name == "scm-global":
         return SemanticCorrelationModule(
+            channels, mode="global", hidden_channels=hidden_channels, max_chunk_bytes=max_chunk_bytes
+        )
+    if name == "scm-global-dense":
+        return SemanticCorrelationModule(
             channels,
             mode="global",
             hidden_channels=hidden_channels,
             max_global_positions=max(positions, 1),
+            max_chunk_bytes=None,
         )
     if name == "attention":
-        return NonLocalBlock(channels, max_positions=max(positions, 1))
+        return NonLocalBlock(channels, max_chunk_bytes=max_chunk_bytes)
+    if name == "attention-dense":
+        return NonLocalBlock(channels, max_positions=max(positions, 1), max_chunk_bytes=None)
     if name == "icm":
         return InstanceCorrelationModule(
             channels, num_refs=CorrelationConfig.num_refs, hidden_channels=hidden_channels
@@ -140,7 +184,13 @@ def build_module(name: str, channels: int, height: int, width: int, hidden_chann
 
 
 def estimate_bytes(
-    name: str, batch: int, channels: int, height: int, width: int, hidden: int = _HIDDEN
+    name: str,
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    hidden: int = _HIDDEN,
+    max_chunk_bytes: int = MAX_CHUNK_BYTES,
 ) -> int:
     """Rough peak memory of forward + backward (float32), used only to refuse huge runs."""
     hw = height * width
@@ -150,9 +200,34 @@ def estimate_bytes(
         extra = 4 * batch * hw * (height + width)  # row/column logits, softmax, their grads
     elif name == "icm":
         extra = 4 * batch * hw * 256  # S² = 256 correlation features and their grads
-    else:  # O((HW)²): logits/softmax output, grad of the output, grad of the logits, + slack
-        extra = 4 * batch * hw * hw
+    else:  # O((HW)²) time: logits/softmax output, grad of the output, grad of the logits, + slack
+        extra = 4 * batch * global_chunk(name, batch, height, width, max_chunk_bytes) * hw
     return (linear + extra) * BYTES_PER_ELEMENT
+
+
+def global_chunk(
+    name: str, batch: int, height: int, width: int, max_chunk_bytes: int = MAX_CHUNK_BYTES
+) -> int:
+    """Query pixels per block of the global module ``name`` on this map; H·W means dense."""
+    hw = height * width
+    limit = SemanticConfig.max_global_positions  # the modules' default, as build_module uses
+    if name in DENSE_ONLY or use_dense(batch, hw, BYTES_PER_ELEMENT, limit, max_chunk_bytes):
+        return hw
+    return query_chunk_size(batch, hw, BYTES_PER_ELEMENT, max_chunk_bytes)
+
+
+def _path_note(name: str, batch: int, height: int, width: int, max_chunk_bytes: int, fused: bool) -> str:
+    """How a global module aggregates on this map, for the table's note.
+
+    ``fused``: whether SDPA has a fused kernel on the device, which the non-local block then uses
+    instead of blocks (:class:`~cfnet.modules.NonLocalBlock`).
+    """
+    if name not in QUADRATIC:
+        return ""
+    chunk = global_chunk(name, batch, height, width, max_chunk_bytes)
+    if chunk == height * width:
+        return "dense"
+    return "fused SDPA kernel" if name == "attention" and fused else f"blocks of {chunk} queries"
 
 
 def _load_average() -> list[float] | None:
@@ -197,7 +272,12 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     module = build_module(
-        spec["module"], spec["channels"], spec["height"], spec["width"], spec["hidden_channels"]
+        spec["module"],
+        spec["channels"],
+        spec["height"],
+        spec["width"],
+        spec["hidden_channels"],
+        spec["max_chunk_bytes"],
     ).to(device)
     # One-time library set-up (thread pools, kernel caches) before the baseline.
     tiny = torch.randn(1, spec["channels"], 4, 4, device=device, requires_grad=True)
@@ -218,7 +298,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         spec["batch"], spec["channels"], spec["height"], spec["width"], device=device, requires_grad=True
     )
     times = []
-    for i in range(spec["repeats"] + 1):
+    for i in range(spec["warmup"] + spec["repeats"]):
         if cuda:
             torch.cuda.synchronize(device)
         start = time.perf_counter()
@@ -230,10 +310,16 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         del out
         x.grad = None
         module.zero_grad(set_to_none=True)
-        if i > 0:  # the first run is the warm-up
+        if i >= spec["warmup"]:
             times.append(elapsed * 1000)
     peak = (torch.cuda.max_memory_allocated(device) if cuda else _max_rss_bytes()) - base
-    return {"params": params, "times_ms": times, "peak_memory_bytes": max(int(peak), 0)}
+    tiny = torch.zeros(1, 2, 8, device=device)
+    return {
+        "params": params,
+        "times_ms": times,
+        "peak_memory_bytes": max(int(peak), 0),
+        "fused": fused_dot_attention(tiny, tiny, tiny) is not None,
+    }
 
 
 def _worker(conn, spec: dict[str, Any]) -> None:
@@ -271,6 +357,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for opt in ("channels", "batch", "repeats", "hidden_channels"):
         if getattr(args, opt) < 1:
             raise ValueError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.max_chunk_bytes < 1:
+        raise ValueError(f"--max-chunk-bytes must be >= 1, got {args.max_chunk_bytes}")
     if args.memory_limit_gb <= 0:
         raise ValueError(f"--memory-limit-gb must be positive, got {args.memory_limit_gb}")
     device = args.device
@@ -297,7 +387,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bar = tqdm(configs, desc="bench modules", unit="run", file=sys.stderr, dynamic_ncols=True)
     for name, h, w in bar:
         bar.set_postfix_str(f"{name} {h}x{w}")
-        est = estimate_bytes(name, args.batch, args.channels, h, w, args.hidden_channels)
+        est = estimate_bytes(
+            name, args.batch, args.channels, h, w, args.hidden_channels, args.max_chunk_bytes
+        )
         row: dict[str, Any] = {
             "module": name,
             "height": h,
@@ -315,7 +407,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "channels": args.channels,
             "batch": args.batch,
             "repeats": args.repeats,
+            "warmup": args.warmup,
             "hidden_channels": args.hidden_channels,
+            "max_chunk_bytes": args.max_chunk_bytes,
             "device": device,
             "threads": args.threads,
         }
@@ -337,7 +431,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time_ms=round(statistics.median(res["times_ms"]), 3),
                 times_ms=[round(t, 3) for t in res["times_ms"]],
                 peak_memory_mb=round(res["peak_memory_bytes"] / 2**20, 1),
-                note="",
+                note=_path_note(name, args.batch, h, w, args.max_chunk_bytes, res["fused"]),
             )
         results.append(row)
 
@@ -361,7 +455,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "channels": args.channels,
             "batch": args.batch,
             "repeats": args.repeats,
+            "warmup": args.warmup,
             "hidden_channels": args.hidden_channels,
+            "max_chunk_bytes": args.max_chunk_bytes,
             "memory_limit_gb": args.memory_limit_gb,
         },
         "results": results,
@@ -376,7 +472,7 @@ def _fmt_gb(nbytes: float) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table of the report's results."""
     lines = [
-        "| module | H×W | params | fwd+bwd (ms, median) | peak memory (MB) | note |",
+        "| module | H×W | params | fwd+bwd (ms, median) | peak memory (MiB) | note |",
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     for r in report["results"]:
@@ -400,7 +496,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"device: {report['device']} ({report['device_name']}), torch {report['torch_version']}, "
         f"{report['torch_threads']} threads; C={cfg['channels']}, batch {cfg['batch']}, "
-        f"median of {cfg['repeats']} after 1 warm-up"
+        f"median of {cfg['repeats']} after {cfg['warmup']} warm-up"
     )
     print(f"memory: {report['memory_method']}")
     if report["load_average_start"] is not None:

@@ -4,8 +4,10 @@
   al. 2018, ``z = W_z · softmax(θ(x)ᵀ φ(x)) g(x) + x``, with 1×1 convs θ, φ, g (C → C/2 by
   default) and a zero-initialised output projection W_z (the paper zero-initialises the BN
   after W_z; without BN we zero W_z itself), so the block starts as the identity. No
-  sub-sampling of φ/g. Like global SCM it is O((HW)²) and refuses maps above
-  ``max_positions``.
+  sub-sampling of φ/g. Like global SCM it is O((HW)²) in time; maps whose (HW)² weights exceed
+  :data:`~cfnet.modules.chunked.MAX_CHUNK_BYTES` (or ``max_positions``) are aggregated in
+  bounded memory by a fused ``scaled_dot_product_attention`` kernel (scale 1), or where none
+  applies a block of query pixels at a time (:mod:`cfnet.modules.chunked`).
 - :class:`AddCoords` — "coords" of Table 6: CoordConv as SOLOv2 uses it, two channels
   ``x`` then ``y`` (``linspace(-1, 1)`` along width and height) concatenated after the
   features.
@@ -25,19 +27,37 @@ from torch import Tensor, nn
 
 from cfnet._checks import check_int
 from cfnet.config import SemanticConfig
-from cfnet.modules.scm import check_global_size
+from cfnet.modules.chunked import (
+    MAX_CHUNK_BYTES,
+    check_global_size,
+    chunked_softmax_aggregate,
+    fused_dot_attention,
+    query_chunk_size,
+    use_dense,
+)
 
 __all__ = ["NonLocalBlock", "AddCoords", "SinePositionEmbedding", "sine_position_embedding"]
 
 
 class NonLocalBlock(nn.Module):
-    """Embedded-Gaussian non-local block (Wang et al. 2018) with residual; ``out_channels = channels``."""
+    """Embedded-Gaussian non-local block (Wang et al. 2018) with residual; ``out_channels = channels``.
+
+    ``max_positions`` is the largest H·W aggregated with all (HW)² weights at once (the dense
+    path; the config's ``max_global_positions``); larger maps, and maps whose weights exceed
+    ``max_chunk_bytes``, go through a fused attention kernel or, where none applies, a block of
+    query pixels at a time. Before that existed it was the largest map accepted at all.
+    ``max_chunk_bytes`` (default :data:`~cfnet.modules.chunked.MAX_CHUNK_BYTES`) bounds one
+    block of weights; ``None`` means dense only, refusing maps above ``max_positions``, as
+    before (for comparisons).
+    """
 
     def __init__(
         self,
         channels: int,
         inter_channels: int | None = None,
         max_positions: int = SemanticConfig.max_global_positions,
+        *,
+        max_chunk_bytes: int | None = MAX_CHUNK_BYTES,
     ) -> None:
         super().__init__()
         self.channels = check_int(channels, "channels")
@@ -46,6 +66,9 @@ class NonLocalBlock(nn.Module):
             inter_channels = max(channels // 2, 1)
         self.inter_channels = check_int(inter_channels, "inter_channels")
         self.max_positions = check_int(max_positions, "max_positions")
+        self.max_chunk_bytes = (
+            None if max_chunk_bytes is None else check_int(max_chunk_bytes, "max_chunk_bytes")
+        )
         self.theta = nn.Conv2d(channels, inter_channels, kernel_size=1)
         self.phi = nn.Conv2d(channels, inter_channels, kernel_size=1)
         self.g = nn.Conv2d(channels, inter_channels, kernel_size=1)
@@ -60,13 +83,37 @@ class NonLocalBlock(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
         batch, _, height, width = x.shape
-        check_global_size(height, width, self.max_positions, "max_positions", "the non-local block")
+        positions, size = height * width, x.element_size()
+        check_global_size(
+            batch,
+            height,
+            width,
+            size,
+            what="the non-local block",
+            argument="max_positions",
+            max_positions=self.max_positions,
+            max_chunk_bytes=self.max_chunk_bytes,
+        )
         q = self.theta(x).flatten(2).transpose(1, 2)  # (B, HW, C')
         k = self.phi(x).flatten(2)  # (B, C', HW)
         v = self.g(x).flatten(2).transpose(1, 2)  # (B, HW, C')
-        attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (B, HW, HW): f(x_i, x_j) / C(x)
-        y = torch.bmm(attn, v).transpose(1, 2).reshape(batch, self.inter_channels, height, width)
+        if use_dense(batch, positions, size, self.max_positions, self.max_chunk_bytes):
+            attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (B, HW, HW): f(x_i, x_j) / C(x)
+            y = torch.bmm(attn, v)
+        else:
+            # Bounded memory: PyTorch's fused attention was 1.5x faster than query blocks on CPU
+            # (docs/bench_modules.md); the blocks remain for devices/dtypes it does not cover.
+            y = fused_dot_attention(q, k.transpose(1, 2), v)
+            if y is None:  # f(x_i, x_j) = θ(x_i)ᵀφ(x_j), a block of queries at a time
+                chunk = query_chunk_size(batch, positions, size, self.max_chunk_bytes)
+                y = chunked_softmax_aggregate(_dot_scores, (q,), (k,), v, chunk)
+        y = y.transpose(1, 2).reshape(batch, self.inter_channels, height, width)
         return x + self.out(y)
+
+
+def _dot_scores(block: tuple[Tensor, ...], keys: tuple[Tensor, ...]) -> Tensor:
+    """Non-local scores θ(x_i)ᵀφ(x_j) of a block of queries ``(B, n, C')`` against ``(B, C', HW)``."""
+    return torch.bmm(block[0], keys[0])
 
 
 class AddCoords(nn.Module):
