@@ -461,6 +461,9 @@ def fit_loss(
     """
     from cfnet.data import PanopticDataset
 
+    for name, value in (("max_images", max_images), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     dataset = PanopticDataset(split_dir, categories=model.categories)
     count = min(max_images, len(dataset))
     if count == 0:

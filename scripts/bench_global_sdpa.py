@@ -174,7 +174,7 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--one", kernel, variant, str(h), str(w), str(path)]
                 cmd += ["--channels", str(args.channels), "--threads", str(args.threads)]
                 res = json.loads(subprocess.check_output(cmd, text=True).strip().splitlines()[-1])
-                saved = torch.load(path)
+                saved = torch.load(path, weights_only=True)
                 if "dense" in results:
                     ref = results["dense"][1]
                     diffs = [rel(saved["out"], ref["out"])]

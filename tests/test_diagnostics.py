@@ -289,3 +289,6 @@ def test_fit_loss_is_the_models_training_loss_with_bn_statistics_frozen(tmp_path
             parts.append(float(sum(losses.values())) * len(idx))
     assert value == pytest.approx(sum(parts) / 5, rel=1e-6)
     assert math.isfinite(value) and value > 0
+    for bad in ({"max_images": 0}, {"batch_size": True}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            fit_loss(model, train_split, **bad)
