@@ -21,6 +21,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("bench", "modules"), "cfnet.bench.modules", "time and memory of SCM, ICM and attention vs map size"),
     (("bench", "model"), "cfnet.bench.model", "inference latency of a preset, optionally vs a variant"),
     (("bench", "train"), "cfnet.bench.train", "training img/s and its data/forward/backward/optimiser split"),
+    (("bench", "parts"), "cfnet.bench.parts", "where SCM and ICM spend their time in the model"),
     (("bench", "gpu"), "cfnet.bench.gpu", "the GPU checks in one go: AMP training vs CPU, model and modules"),
     (("data", "shapes"), "cfnet.data.shapes", "generate the synthetic `shapes` panoptic dataset"),
     (("train",), "cfnet.engine.train", "train a model (single process or under torchrun)"),
