@@ -430,7 +430,7 @@ def run_ablation(
     import cfnet
     from cfnet.checkpoint import load_checkpoint
     from cfnet.config import apply_overrides
-    from cfnet.diagnostics import fit_loss
+    from cfnet.diagnostics import feature_scale, fit_loss
     from cfnet.engine.evaluate import evaluate
     from cfnet.engine.train import train
 
@@ -480,7 +480,10 @@ def run_ablation(
     diagnostics = diagnose(model, data_dir / "val", device or "cpu", progress) if diagnose else None
     # Whether the final weights still fit the training data: a run that diverged without a NaN
     # (a loss spike the network never recovers from) is told apart from a module that lost.
-    training = {"fit_loss": fit_loss(model, data_dir / "train", device=device or "cpu")}
+    training = {
+        "fit_loss": fit_loss(model, data_dir / "train", device=device or "cpu"),
+        "feature_scale": feature_scale(model, data_dir / "train", device=device or "cpu"),
+    }
     metrics["latency_ms"] = _latency_on_split(model, data_dir / "val", latency_images, device or "cpu")
     metrics["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
     metrics["train_seconds"] = train_seconds

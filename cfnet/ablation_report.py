@@ -168,6 +168,22 @@ def fit_losses(data: dict[str, dict[int, dict[str, Any]]]) -> dict[tuple[str, in
     return out
 
 
+def fpn_scales(data: dict[str, dict[int, dict[str, Any]]]) -> dict[tuple[str, int], float]:
+    """``{(run, seed): mean |P_l| over the FPN levels}`` for the records that have a feature scale.
+
+    From ``training.feature_scale`` (:func:`cfnet.diagnostics.feature_scale`): the mean over its
+    FPN keys (``p2`` …), leaving out the ResNet stages (``body.*``).
+    """
+    out = {}
+    for run, runs in data.items():
+        for seed, rec in runs.items():
+            scale = (rec.get("training") or {}).get("feature_scale")
+            levels = [float(v) for k, v in (scale or {}).items() if not k.startswith("body.")]
+            if levels:
+                out[(run, seed)] = statistics.fmean(levels)
+    return out
+
+
 def diverged_runs(data: dict[str, dict[int, dict[str, Any]]]) -> set[tuple[str, int]]:
     """The (run, seed) pairs whose final weights no longer fit their training data.
 
@@ -419,6 +435,8 @@ def _render_training_health(data: dict[str, dict[int, dict[str, Any]]]) -> list[
         return ["No result has a fit loss yet.", ""]
     diverged = diverged_runs(data)
     ok = sorted(v for k, v in losses.items() if k not in diverged)
+    scales = fpn_scales(data)
+    ok_scales = sorted(v for k, v in scales.items() if k not in diverged)
     lines = [
         "The *fit loss* of a run is the training loss (Eq. 1) of its final weights on the first "
         "64 training images, without augmentation and with batch-norm's running statistics "
@@ -432,10 +450,24 @@ def _render_training_health(data: dict[str, dict[int, dict[str, Any]]]) -> list[
         ),
         "",
     ]
+    if scales:
+        lines += [
+            "The *FPN scale* is the mean |activation| of the FPN's outputs P2…P6 on the first 8 "
+            "training images (`training.feature_scale`, `cfnet.diagnostics.feature_scale`; the ResNet "
+            "stages end in batch-norm, the FPN has no normalisation). "
+            + (
+                f"In the converged runs that have it, it lies between {ok_scales[0]:.2f} and "
+                f"{ok_scales[-1]:.2f}."
+                if ok_scales
+                else ""
+            ),
+            "",
+        ]
     if not diverged:
         return lines + [f"None of the {len(losses)} runs diverged.", ""]
     rows = [
         [f"`{run}`", str(seed), f"{losses[(run, seed)]:.3f}",
+         f"{scales[(run, seed)]:.1f}" if (run, seed) in scales else "—",
          _fmt(data[run][seed]["metrics"].get("PQ")), _fmt(data[run][seed]["metrics"].get("mIoU"))]
         for run, seed in sorted(diverged)
     ]
@@ -445,7 +477,7 @@ def _render_training_health(data: dict[str, dict[int, dict[str, Any]]]) -> list[
         "stay in the tables, marked ‡.",
         "",
     ]
-    return lines + _table(["run", "seed", "fit loss", "PQ", "mIoU"], rows) + [""]
+    return lines + _table(["run", "seed", "fit loss", "FPN scale", "PQ", "mIoU"], rows) + [""]
 
 
 _WHY_PROTOCOL = (

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cfnet import ablation
-from cfnet.diagnostics import analyze, fit_loss
+from cfnet.diagnostics import analyze, feature_scale, fit_loss
 
 __all__ = ["StudyProtocol", "STUDY", "TABLE_ALIASES", "parse_tables", "plan", "prepare_data", "run_study"]
 
@@ -147,7 +147,8 @@ def _diagnose(model: Any, val_dir: Path, device: str, progress: bool) -> dict[st
 def backfill_diagnostics(
     record_path: Path, checkpoint: Path, data_dir: Path, device: str = "cpu", progress: bool = True
 ) -> bool:
-    """Add what a cached result lacks (``diagnostics``, ``training.fit_loss``) from its kept checkpoint.
+    """Add what a cached result lacks (``diagnostics``, ``training.fit_loss`` / ``feature_scale``)
+    from its kept checkpoint.
 
     ``data_dir`` is the study's data set (``train/`` for the fit loss, ``val/`` for the
     diagnostics). Returns whether the record was rewritten.
@@ -156,15 +157,18 @@ def backfill_diagnostics(
 
     record = json.loads(record_path.read_text())
     needs_diagnostics = record.get("diagnostics") is None
-    needs_fit = (record.get("training") or {}).get("fit_loss") is None
-    if not (needs_diagnostics or needs_fit) or not checkpoint.is_file():
+    training = dict(record.get("training") or {})
+    missing = [key for key in ("fit_loss", "feature_scale") if training.get(key) is None]
+    if not (needs_diagnostics or missing) or not checkpoint.is_file():
         return False
     model, _, _ = load_checkpoint(checkpoint, device=device)
     if needs_diagnostics:
         record["diagnostics"] = ablation._plain(_diagnose(model, data_dir / "val", device, progress))
-    if needs_fit:
-        training = dict(record.get("training") or {})
+    if "fit_loss" in missing:
         training["fit_loss"] = fit_loss(model, data_dir / "train", device=device)
+    if "feature_scale" in missing:
+        training["feature_scale"] = feature_scale(model, data_dir / "train", device=device)
+    if missing:
         record["training"] = ablation._plain(training)
     ablation._write_record(record_path, record)
     return True

@@ -436,6 +436,21 @@ def analyze(
     return result
 
 
+def _first_images(model: nn.Module, split_dir: str | Path, **counts: int):
+    """``(dataset, n)``: ``split_dir`` read with ``model``'s categories and how many of its first
+    images to use (``counts["max_images"]`` at most); every count must be a positive int."""
+    from cfnet.data import PanopticDataset
+
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    dataset = PanopticDataset(split_dir, categories=model.categories)
+    count = min(counts["max_images"], len(dataset))
+    if count == 0:
+        raise ValueError(f"{dataset.json_path}: the split holds no images")
+    return dataset, count
+
+
 FIT_IMAGES = 64
 """Training images :func:`fit_loss` scores: the first 64 of the split, enough for a stable mean."""
 
@@ -459,15 +474,7 @@ def fit_loss(
     statistics drifted away from its weights shows it, and nothing is updated. Returns the
     image-weighted mean over the batches. The model's train/eval mode is restored.
     """
-    from cfnet.data import PanopticDataset
-
-    for name, value in (("max_images", max_images), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    dataset = PanopticDataset(split_dir, categories=model.categories)
-    count = min(max_images, len(dataset))
-    if count == 0:
-        raise ValueError(f"{dataset.json_path}: the split holds no images")
+    dataset, count = _first_images(model, split_dir, max_images=max_images, batch_size=batch_size)
     was_training = model.training
     model.to(device).train()
     for m in model.modules():
@@ -483,6 +490,46 @@ def fit_loss(
     finally:
         model.train(was_training)
     return total / count
+
+
+SCALE_IMAGES = 8
+"""Training images :func:`feature_scale` runs: activation means settle within a few images."""
+
+
+def feature_scale(
+    model: nn.Module,
+    split_dir: str | Path,
+    *,
+    max_images: int = SCALE_IMAGES,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Mean |activation| of every ResNet stage and FPN level of ``model`` on the first images of a split.
+
+    Keys ``body.layer1`` … ``body.layer4`` (each stage ends in batch-norm) and the FPN levels
+    (``p2`` … ``p6``; the FPN has no normalisation). Eval mode, one batch of the first
+    ``max_images`` images as the model's test transform prepares them. Why: a run can diverge
+    without a NaN, and the ablation study's diverged runs did so with normal ResNet outputs but
+    FPN outputs 30–90× larger (mean over P2…P6) than any converged run's; this puts that measurement beside
+    :func:`fit_loss` in every result. The model's train/eval mode is restored.
+    """
+    dataset, count = _first_images(model, split_dir, max_images=max_images)
+    stages: dict[str, Tensor] = {}
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out, name=name: stages.__setitem__(f"body.{name}", out))
+        for name, m in model.backbone.body.named_children()
+        if name.startswith("layer")
+    ]
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.no_grad():
+            batch, _ = model.transform([dataset[i][0].to(device) for i in range(count)])
+            levels = model.features(batch.tensors)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {name: float(x.abs().mean()) for name, x in [*stages.items(), *levels.items()]}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -69,9 +69,14 @@ def test_parse_tables_and_seeds_name_bad_values():
             parse_seeds(bad)
 
 
-def _record(name, seed, metrics, *, preset=STUDY.preset, iters=STUDY.iters, diagnostics=None, fit=None):
+def _record(
+    name, seed, metrics, *, preset=STUDY.preset, iters=STUDY.iters, diagnostics=None, fit=None, scale=None
+):
+    training = {"fit_loss": fit} if fit is not None else None
+    if scale is not None:
+        training = dict(training or {}, feature_scale=scale)
     return {
-        "training": {"fit_loss": fit} if fit is not None else None,
+        "training": training,
         "format": ablation.RESULT_FORMAT,
         "version": ablation.RESULT_VERSION,
         "name": name,
@@ -122,14 +127,17 @@ def test_a_run_whose_weights_stopped_fitting_is_marked_diverged_but_kept(tmp_pat
     base = {"SQ": 80.0, "RQ": 60.0, "PQ_th": 40.0, "PQ_st": 70.0, "mIoU": 60.0}
     fits = {("baseline", 0): 0.20, ("baseline", 1): 0.19, ("scm", 0): 0.17, ("scm", 1): 2.40}
     for (run, seed), fit in fits.items():
-        _write(results, _record(run, seed, dict(base, PQ=50.0 if fit < 1 else 2.0), fit=fit))
+        p = 3.0 + seed if fit < 1 else 150.0  # mean |P_l| over the FPN levels; body.* left out
+        scale = {"body.layer4": 0.5, "p2": p - 1, "p3": p + 1}
+        _write(results, _record(run, seed, dict(base, PQ=50.0 if fit < 1 else 2.0), fit=fit, scale=scale))
     _write(results, _record("icm", 0, dict(base, PQ=49.0)))  # no fit loss (older result): not judged
     data = collect(load_results(results), preset=STUDY.preset, iters=STUDY.iters)
     # median of 0.17, 0.19, 0.20, 2.40 is 0.195; only 2.40 is above 3x that
     assert diverged_runs(data) == {("scm", 1)}
     text = render_report(load_results(results), STUDY)
     assert "1 of 4 runs diverged" in text
-    assert "| `scm` | 1 | 2.400 | 2.0 | 60.0 |" in text
+    assert "| `scm` | 1 | 2.400 | 150.0 | 2.0 | 60.0 |" in text
+    assert "In the converged runs that have it, it lies between 3.00 and 4.00." in text
     assert "| + SCM | `scm` | 0,1‡ | 26.0 ± 33.9 |" in text  # kept in the statistics, as measured
     assert "+ SCM PQ -24.0 (a diverged seed included)" in text
     assert "The converged runs lie between 0.170 and 0.200." in text
@@ -190,6 +198,8 @@ def test_one_real_study_run_then_cached_then_reported(tmp_path, one_torch_thread
     backfilled = json.loads(path.read_text())
     assert backfilled["diagnostics"] == records[0]["diagnostics"]
     assert backfilled["training"]["fit_loss"] == pytest.approx(records[0]["training"]["fit_loss"])
+    assert backfilled["training"]["feature_scale"] == pytest.approx(records[0]["training"]["feature_scale"])
+    assert list(records[0]["training"]["feature_scale"])[-1] == "p6"
     assert backfilled["metrics"] == records[0]["metrics"]
     report = render_report(load_results(tmp_path / "results"), tiny)
     assert "1 of " in report and "`scm` | 0 |" in report

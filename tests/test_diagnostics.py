@@ -20,6 +20,7 @@ from cfnet.diagnostics import (
     _icm_representations,
     analyze,
     cell_sample_indices,
+    feature_scale,
     fit_loss,
     nearest_centroid_loo_accuracy,
     nearest_centroid_loo_scores,
@@ -292,3 +293,23 @@ def test_fit_loss_is_the_models_training_loss_with_bn_statistics_frozen(tmp_path
     for bad in ({"max_images": 0}, {"batch_size": True}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             fit_loss(model, train_split, **bad)
+
+
+def test_feature_scale_reads_resnet_stages_and_fpn_levels(tmp_path):
+    torch.manual_seed(0)
+    train_split = generate_shapes(tmp_path, num_train=3, num_val=0, size=64, seed=1, progress=False)["train"]
+    model = build_model(get_config("shapes-tiny", list(TINY_MODEL))).train()
+    scale = feature_scale(model, train_split, max_images=2)
+    assert model.training  # mode restored
+    stages = ["body.layer1", "body.layer2", "body.layer3", "body.layer4"]
+    assert list(scale) == [*stages, "p2", "p3", "p4", "p5", "p6"]
+    assert all(0 < v < math.inf for v in scale.values())
+    with torch.no_grad():  # the FPN has no normalisation: scaling its output convs scales P2..P6
+        for block in model.backbone.fpn.layer_blocks:
+            block[0].weight.mul_(50)
+            block[0].bias.mul_(50)
+    louder = feature_scale(model, train_split, max_images=2)
+    assert louder["body.layer4"] == pytest.approx(scale["body.layer4"])
+    assert louder["p2"] == pytest.approx(50 * scale["p2"], rel=1e-4)
+    with pytest.raises(ValueError, match="max_images"):
+        feature_scale(model, train_split, max_images=0)
