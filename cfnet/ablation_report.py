@@ -323,7 +323,43 @@ def resolution_lines(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> l
         lines.append("Not resolved (interval includes 0): " + "; ".join(unresolved) + ".")
     if not lines:
         lines.append("No difference has two or more seeds yet: nothing is resolved.")
+    converged = _converged_only_differences(name, data, diverged)
+    if converged:
+        lines.append(
+            "Converged seeds only (the diverged seeds left out of both sides of each pair; a "
+            "reading beside the as-measured numbers above, not instead of them): "
+            + "; ".join(converged) + "."
+        )
     return lines
+
+
+def _converged_only_differences(
+    name: str, data: dict[str, dict[int, dict[str, Any]]], diverged: set[tuple[str, int]]
+) -> list[str]:
+    """The paired differences of the rows that include a diverged seed, recomputed without it."""
+    if not diverged:
+        return []
+    table = ablation.TABLES[name]
+    ref_run = next(r.run for r in table.rows if r.label == table.reference)
+    affected = {
+        r.run
+        for r in table.rows
+        if r.run != ref_run
+        and any((run, s) in diverged for run in (r.run, ref_run) for s in data.get(r.run, {}))
+    }
+    if not affected:
+        return []
+    clean = {
+        run: {s: rec for s, rec in runs.items() if (run, s) not in diverged} for run, runs in data.items()
+    }
+    out = []
+    for row in table_statistics(name, clean):
+        if row.run not in affected:
+            continue
+        for m, diff in row.differences.items():
+            if m != "latency_ms":
+                out.append(f"{row.label} {m} {_difference_cell(diff) if diff else '— (no converged pair)'}")
+    return out
 
 
 def render_table(name: str, data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:

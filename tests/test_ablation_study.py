@@ -14,6 +14,7 @@ from cfnet.ablation_report import (
     load_results,
     paired_difference,
     render_report,
+    resolution_lines,
     summarize,
     t_quantile_975,
 )
@@ -140,6 +141,10 @@ def test_a_run_whose_weights_stopped_fitting_is_marked_diverged_but_kept(tmp_pat
     assert "In the converged runs that have it, it lies between 3.00 and 4.00." in text
     assert "| + SCM | `scm` | 0,1‡ | 26.0 ± 33.9 |" in text  # kept in the statistics, as measured
     assert "+ SCM PQ -24.0 (a diverged seed included)" in text
+    # ...and read again without it: only seed 0 of `scm` pairs with a converged baseline seed
+    converged = resolution_lines("table4", data)[-1]
+    assert converged.startswith("Converged seeds only") and converged in text
+    assert "+ SCM PQ +0.0 (1 seed)" in converged and "+ ICM" not in converged
     assert "The converged runs lie between 0.170 and 0.200." in text
     for rec in list(data["scm"].values()) + list(data["baseline"].values()):
         rec["training"]["fit_loss"] = 0.2
