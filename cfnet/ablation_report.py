@@ -448,18 +448,31 @@ _DIAG_KEYS = (
 
 
 def _render_diagnostics(data: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
-    rows = []
-    for run in ablation.RUNS:
-        recs = [rec for _, rec in sorted(data.get(run, {}).items()) if rec.get("diagnostics")]
-        if not recs:
-            continue
-        cells = [f"`{run}`", str(len(recs))]
+    """One row per run, means over its converged seeds; each diverged seed on a row of its own.
+
+    What a diverged network "learned" says nothing about its module (its FPN outputs are tens of
+    times larger, so ratios like the ICM term explode), so it is kept out of the run's means and
+    shown apart, as measured.
+    """
+    diverged = diverged_runs(data)
+
+    def row(label: str, seeds: str, recs: list[dict[str, Any]]) -> list[str]:
+        cells = [label, seeds]
         for key, _ in _DIAG_KEYS:
             s = summarize([r["diagnostics"].get(key) for r in recs])
             cells.append("—" if s is None else f"{s.mean:.3f}")
         fit = summarize([(r.get("training") or {}).get("fit_loss") for r in recs])
-        cells.append("—" if fit is None else f"{fit.mean:.3f}")
-        rows.append(cells)
+        return cells + ["—" if fit is None else f"{fit.mean:.3f}"]
+
+    rows = []
+    for run in ablation.RUNS:
+        with_diag = [(seed, rec) for seed, rec in sorted(data.get(run, {}).items()) if rec.get("diagnostics")]
+        converged = [rec for seed, rec in with_diag if (run, seed) not in diverged]
+        if converged:
+            rows.append(row(f"`{run}`", str(len(converged)), converged))
+        rows += [
+            row(f"`{run}` seed {seed} ‡", "1", [rec]) for seed, rec in with_diag if (run, seed) in diverged
+        ]
     if not rows:
         return ["No result has diagnostics yet.", ""]
     return _table(["run", "seeds"] + [label for _, label in _DIAG_KEYS] + ["fit loss"], rows) + [""]
@@ -591,9 +604,10 @@ def render_report(records: Sequence[dict[str, Any]], protocol: Any) -> str:
     lines += [
         "## Correlation diagnostics",
         "",
-        "Means over the seeds that have them (`cfnet analyze` defines each number; "
-        "separabilities are leave-one-out nearest-centroid accuracies on touching same-class pairs, "
-        "chance 0.5).",
+        "Means over the converged seeds that have them; a diverged seed (‡, see *Training health*) "
+        "has a row of its own, since its numbers describe a broken network, not its module "
+        "(`cfnet analyze` defines each number; separabilities are leave-one-out nearest-centroid "
+        "accuracies on touching same-class pairs, chance 0.5).",
         "",
     ]
     lines += _render_diagnostics(data)

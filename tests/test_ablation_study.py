@@ -130,7 +130,9 @@ def test_a_run_whose_weights_stopped_fitting_is_marked_diverged_but_kept(tmp_pat
     for (run, seed), fit in fits.items():
         p = 3.0 + seed if fit < 1 else 150.0  # mean |P_l| over the FPN levels; body.* left out
         scale = {"body.layer4": 0.5, "p2": p - 1, "p3": p + 1}
-        _write(results, _record(run, seed, dict(base, PQ=50.0 if fit < 1 else 2.0), fit=fit, scale=scale))
+        diagnostics = {"icm_term_ratio": 0.1 if fit < 1 else 9e4}  # a broken network's ratio explodes
+        _write(results, _record(run, seed, dict(base, PQ=50.0 if fit < 1 else 2.0), fit=fit, scale=scale,
+                                diagnostics=diagnostics))
     _write(results, _record("icm", 0, dict(base, PQ=49.0)))  # no fit loss (older result): not judged
     data = collect(load_results(results), preset=STUDY.preset, iters=STUDY.iters)
     # median of 0.17, 0.19, 0.20, 2.40 is 0.195; only 2.40 is above 3x that
@@ -142,6 +144,9 @@ def test_a_run_whose_weights_stopped_fitting_is_marked_diverged_but_kept(tmp_pat
     assert "| + SCM | `scm` | 0,1‡ | 26.0 ± 33.9 |" in text  # kept in the statistics, as measured
     assert "+ SCM PQ -24.0 (a diverged seed included)" in text
     # ...and read again without it: only seed 0 of `scm` pairs with a converged baseline seed
+    diag = text[text.index("## Correlation diagnostics"):]
+    assert "| `scm` | 1 | — | — | — | — | — | — | — | — | 0.100 | 0.170 |" in diag  # seed 0 alone
+    assert "| `scm` seed 1 ‡ | 1 | — | — | — | — | — | — | — | — | 90000.000 | 2.400 |" in diag
     converged = resolution_lines("table4", data)[-1]
     assert converged.startswith("Converged seeds only") and converged in text
     assert "+ SCM PQ +0.0 (1 seed)" in converged and "+ ICM" not in converged
