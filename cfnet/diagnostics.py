@@ -436,16 +436,17 @@ def analyze(
     return result
 
 
-def _first_images(model: nn.Module, split_dir: str | Path, **counts: int):
+def _first_images(model: nn.Module, split_dir: str | Path, max_images: int, **other_counts: int):
     """``(dataset, n)``: ``split_dir`` read with ``model``'s categories and how many of its first
-    images to use (``counts["max_images"]`` at most); every count must be a positive int."""
+    images to use (``max_images`` at most). ``max_images`` and ``other_counts`` (named as the
+    caller's arguments, for the error) must be positive ints."""
     from cfnet.data import PanopticDataset
 
-    for name, value in counts.items():
+    for name, value in {"max_images": max_images, **other_counts}.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     dataset = PanopticDataset(split_dir, categories=model.categories)
-    count = min(counts["max_images"], len(dataset))
+    count = min(max_images, len(dataset))
     if count == 0:
         raise ValueError(f"{dataset.json_path}: the split holds no images")
     return dataset, count
@@ -509,8 +510,8 @@ def feature_scale(
     (``p2`` … ``p6``; the FPN has no normalisation). Eval mode, one batch of the first
     ``max_images`` images as the model's test transform prepares them. Why: a run can diverge
     without a NaN, and the ablation study's diverged runs did so with normal ResNet outputs but
-    FPN outputs 30–90× larger (mean over P2…P6) than any converged run's; this puts that measurement beside
-    :func:`fit_loss` in every result. The model's train/eval mode is restored.
+    FPN outputs 30–90× larger (mean over P2…P6) than any converged run's; this puts that
+    measurement beside :func:`fit_loss` in every result. The model's train/eval mode is restored.
     """
     dataset, count = _first_images(model, split_dir, max_images=max_images)
     stages: dict[str, Tensor] = {}

@@ -32,8 +32,9 @@ the machine's load hits all of them alike; medians over ``--repeats`` rounds aft
     W'[o, k, l] = Σ_ab W[o, a, b] B_y[k, a] B_x[l, b], and conv1x1(c) = W'·(c(θ^ver) ⊗ c(θ^hor)):
     (2N+1)² = 121 products per output channel instead of S² = 256.
 
-  Each alternative (measured only for linear families) has its largest difference from the
-  model's output, relative to the output's largest magnitude, reported beside its time.
+  Each alternative (measured only for linear families, the first only where the device has a
+  fused kernel) has its largest difference from the model's output, relative to the output's
+  largest magnitude, reported beside its time.
 
 The **floor** is what no rewrite of the correlation itself removes: the θ predictors' 3×3
 convolutions (their width is fixed by the paper's +0.60 M budget, ``hidden_channels``) and the
@@ -96,8 +97,12 @@ def capture_inputs(model: nn.Module, image: Tensor) -> dict[str, list[Tensor]]:
     return captured
 
 
-def _axial_sdpa(x: Tensor, theta_hor: Tensor, theta_ver: Tensor, function) -> Tensor:
-    """Eq. 9 (DESIGN's axes) as two fused-SDPA calls; ``function`` must be linear in its coefficients."""
+def _axial_sdpa(x: Tensor, theta_hor: Tensor, theta_ver: Tensor, function) -> Tensor | None:
+    """Eq. 9 (DESIGN's axes) as two fused-SDPA calls; ``function`` must be linear in its coefficients.
+
+    ``None`` where this device has no fused kernel for it (then there is nothing to compare: the
+    unfused SDPA is the matmul form itself).
+    """
     from cfnet.correlation import pixel_coords
     from cfnet.modules.chunked import fused_dot_attention
 
@@ -110,10 +115,7 @@ def _axial_sdpa(x: Tensor, theta_hor: Tensor, theta_ver: Tensor, function) -> Te
         # coef (n, L, P'), basis (P', L), values (n, L, C): rows of the map as a batch.
         q = F.pad(coef, (0, pad))
         k = F.pad(basis.T, (0, pad)).expand(coef.shape[0], -1, -1)
-        out = fused_dot_attention(q, k, values)
-        if out is None:  # no fused kernel here: the math path, which is the matmul form
-            out = torch.softmax(coef @ basis, -1) @ values
-        return out
+        return fused_dot_attention(q, k, values)
 
     xs = pixel_coords(width, device=x.device, dtype=theta_hor.dtype)
     ys = pixel_coords(height, device=x.device, dtype=theta_ver.dtype)
@@ -121,12 +123,16 @@ def _axial_sdpa(x: Tensor, theta_hor: Tensor, theta_ver: Tensor, function) -> Te
         function.coefficients(theta_hor).reshape(batch * height, width, -1),
         function.basis(xs, width),
         x.permute(0, 2, 3, 1).reshape(batch * height, width, channels),
-    ).reshape(batch, height, width, channels)
+    )
     cols = axis(
         function.coefficients(theta_ver).transpose(1, 2).reshape(batch * width, height, -1),
         function.basis(ys, height),
         x.permute(0, 3, 2, 1).reshape(batch * width, height, channels),
-    ).reshape(batch, width, height, channels)
+    )
+    if rows is None or cols is None:
+        return None
+    rows = rows.reshape(batch, height, width, channels)
+    cols = cols.reshape(batch, width, height, channels)
     return rows.permute(0, 3, 1, 2) + cols.permute(0, 3, 2, 1)
 
 
@@ -197,10 +203,11 @@ def scm_parts(module: nn.Module, inputs: list[Tensor]) -> tuple[dict[str, Part],
         ),
     }
     alternatives = {}
-    if isinstance(f, LinearCorrelationFunction):
+    linear = isinstance(f, LinearCorrelationFunction)
+    fused = [_axial_sdpa(v["x"], v["th"], v["tv"], f) for v in levels] if linear else [None]
+    if all(out is not None for out in fused):  # a linear family and a fused kernel on this device
         diff = max(
-            _rel_diff(_axial_sdpa(v["x"], v["th"], v["tv"], f), _axial_aggregate(v["x"], v["th"], v["tv"], f))
-            for v in levels
+            _rel_diff(out, _axial_aggregate(v["x"], v["th"], v["tv"], f)) for out, v in zip(fused, levels)
         )
         alternatives["SCM aggregation from θ via fused SDPA"] = {
             "run": _over(lv, lambda v: _axial_sdpa(v["x"], v["th"], v["tv"], f)),
